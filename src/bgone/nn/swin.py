@@ -1,0 +1,222 @@
+"""Swin Transformer v1 backbone as BiRefNet builds it (the detection-style variant).
+
+Differences from the classification Swin that matter for parity: feature maps are zero-padded to
+a multiple of the window *after* ``norm1`` and padded tokens are not masked as keys; the shift
+mask uses -100 (what every released checkpoint was trained with); every stage output goes through
+its own LayerNorm (``norm0``..``norm3``) and is returned as NCHW.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SHIFT_MASK_VALUE = -100.0
+
+
+@dataclass(frozen=True)
+class SwinSpec:
+    embed_dim: int
+    depths: tuple[int, ...]
+    num_heads: tuple[int, ...]
+    window_size: int
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Channels of the four stage outputs, shallowest first."""
+        return tuple(self.embed_dim * 2**i for i in range(len(self.depths)))
+
+
+SWIN_SPECS: dict[str, SwinSpec] = {
+    "swin_v1_t": SwinSpec(96, (2, 2, 6, 2), (3, 6, 12, 24), 7),
+    "swin_v1_s": SwinSpec(96, (2, 2, 18, 2), (3, 6, 12, 24), 7),
+    "swin_v1_b": SwinSpec(128, (2, 2, 18, 2), (4, 8, 16, 32), 12),
+    "swin_v1_l": SwinSpec(192, (2, 2, 18, 2), (6, 12, 24, 48), 12),
+}
+
+
+def relative_position_index(window: int) -> torch.Tensor:
+    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)
+    return rel[:, :, 0] * (2 * window - 1) + rel[:, :, 1]
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class WindowAttention(nn.Module):
+    def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        # Persistent: official checkpoints (.pth and HF safetensors) carry this buffer.
+        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=True)
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def position_bias(self) -> torch.Tensor:
+        n = self.window_size**2
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1)
+
+    def forward(self, windows: torch.Tensor, shift_mask: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """windows: (B*nW, N, C), batch-major; shift_mask: (nW, N, N) or None."""
+        bnw, n, c = windows.shape
+        qkv = self.qkv(windows).view(bnw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        bias = self.position_bias().to(q.dtype)  # (heads, N, N)
+        if shift_mask is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            # Broadcast the (nW, heads, N, N) mask over the batch instead of materialising B copies.
+            n_windows = shift_mask.shape[0]
+            mask = bias.unsqueeze(0) + shift_mask.to(q.dtype).unsqueeze(1)
+            shape = (batch, n_windows, self.num_heads, n, c // self.num_heads)
+            out = F.scaled_dot_product_attention(q.view(shape), k.view(shape), v.view(shape), attn_mask=mask)
+            out = out.view(bnw, self.num_heads, n, c // self.num_heads)
+        return self.proj(out.transpose(1, 2).reshape(bnw, n, c))
+
+
+class SwinTransformerBlock(nn.Module):
+    def __init__(self, dim: int, num_heads: int, window_size: int, shift_size: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, height: int, width: int, shift_mask: torch.Tensor) -> torch.Tensor:
+        batch, length, channels = x.shape
+        ws = self.window_size
+        shortcut = x
+        x = self.norm1(x).view(batch, height, width, channels)
+        pad_b = (ws - height % ws) % ws
+        pad_r = (ws - width % ws) % ws
+        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        hp, wp = height + pad_b, width + pad_r
+        if self.shift_size:
+            x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
+        windows = (
+            x.view(batch, hp // ws, ws, wp // ws, ws, channels)
+            .permute(0, 1, 3, 2, 4, 5)
+            .reshape(-1, ws * ws, channels)
+        )
+        windows = self.attn(windows, shift_mask if self.shift_size else None, batch)
+        x = (
+            windows.view(batch, hp // ws, wp // ws, ws, ws, channels)
+            .permute(0, 1, 3, 2, 4, 5)
+            .reshape(batch, hp, wp, channels)
+        )
+        if self.shift_size:
+            x = torch.roll(x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
+        if pad_b or pad_r:
+            x = x[:, :height, :width, :]
+        x = shortcut + x.reshape(batch, length, channels)
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchMerging(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim)
+
+    def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        batch, _, channels = x.shape
+        x = x.view(batch, height, width, channels)
+        if height % 2 or width % 2:
+            x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
+        # Order (0,0), (1,0), (0,1), (1,1) as the official code concatenates them.
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        x = x.view(batch, -1, 4 * channels)
+        return self.reduction(self.norm(x))
+
+
+def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
+    """(nW, N, N) additive mask for shifted windows on the padded (Hp, Wp) map."""
+    hp = -(-height // window) * window
+    wp = -(-width // window) * window
+    labels = torch.zeros(hp, wp, device=device)
+    spans = ((0, -window), (-window, -shift), (-shift, None))
+    region = 0
+    for hs in spans:
+        for wsl in spans:
+            labels[slice(*hs), slice(*wsl)] = region
+            region += 1
+    windows = labels.view(hp // window, window, wp // window, window).permute(0, 2, 1, 3).reshape(-1, window * window)
+    diff = windows.unsqueeze(1) - windows.unsqueeze(2)
+    return torch.where(diff != 0, SHIFT_MASK_VALUE, 0.0)
+
+
+class BasicLayer(nn.Module):
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, downsample: bool) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = window_size // 2
+        self.blocks = nn.ModuleList(
+            SwinTransformerBlock(dim, num_heads, window_size, 0 if i % 2 == 0 else self.shift_size)
+            for i in range(depth)
+        )
+        self.downsample = PatchMerging(dim) if downsample else None
+
+    def forward(self, x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mask = shifted_window_mask(height, width, self.window_size, self.shift_size, x.device)
+        for block in self.blocks:
+            x = block(x, height, width, mask)
+        down = self.downsample(x, height, width) if self.downsample is not None else None
+        return x, down
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, embed_dim: int, patch_size: int = 4) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.patch_size
+        _, _, height, width = x.shape
+        if width % p or height % p:
+            x = F.pad(x, (0, (p - width % p) % p, 0, (p - height % p) % p))
+        return self.proj(x)
+
+
+class SwinTransformer(nn.Module):
+    def __init__(self, spec: SwinSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.patch_embed = PatchEmbed(spec.embed_dim)
+        n = len(spec.depths)
+        self.layers = nn.ModuleList(
+            BasicLayer(spec.channels[i], spec.depths[i], spec.num_heads[i], spec.window_size, downsample=i < n - 1)
+            for i in range(n)
+        )
+        for i, c in enumerate(spec.channels):
+            self.add_module(f"norm{i}", nn.LayerNorm(c))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.patch_embed(x)
+        batch, _, height, width = x.shape
+        x = self.patch_embed.norm(x.flatten(2).transpose(1, 2))
+        outs = []
+        for i, layer in enumerate(self.layers):
+            x_out, x = layer(x, height, width)
+            norm: nn.LayerNorm = getattr(self, f"norm{i}")
+            outs.append(norm(x_out).view(batch, height, width, -1).permute(0, 3, 1, 2).contiguous())
+            height, width = (height + 1) // 2, (width + 1) // 2
+        return outs
