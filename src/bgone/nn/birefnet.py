@@ -94,12 +94,11 @@ def image_to_patches(x: torch.Tensor, size: tuple[int, int] | torch.Size, order:
     ph, pw = int(size[0]), int(size[1])
     gh, gw = height // ph, width // pw
     if gh * ph != height or gw * pw != width:
-        raise ValueError(f"image of {height}x{width} cannot be cut into {ph}x{pw} patches; sides must be multiples of 32")
+        raise ValueError(
+            f"image of {height}x{width} cannot be cut into {ph}x{pw} patches; sides must be multiples of 32"
+        )
     grid = x.view(batch, channels, gh, ph, gw, pw)
-    if order == "einops":
-        grid = grid.permute(0, 1, 2, 4, 3, 5)
-    else:
-        grid = grid.permute(0, 4, 2, 1, 3, 5)
+    grid = grid.permute(0, 1, 2, 4, 3, 5) if order == "einops" else grid.permute(0, 4, 2, 1, 3, 5)
     return grid.reshape(batch, channels * gh * gw, ph, pw)
 
 
@@ -248,7 +247,9 @@ class Decoder(nn.Module):
         features = getattr(self, f"gdt_convs_{level}")(p)
         return p * torch.sigmoid(getattr(self, f"gdt_convs_attn_{level}")(features))
 
-    def forward(self, image: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor, x4: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor, x4: torch.Tensor
+    ) -> torch.Tensor:
         if self.arch.design == "v1":
             x4 = torch.cat((x4, self._patches(self.ipt_blk5, image, x4.shape[-2:])), dim=1)
         p4 = self._gradient_attention(4, self.decoder_block4(x4))
@@ -280,6 +281,9 @@ class BiRefNet(nn.Module):
         kernel_sizes = (1, 3, 7) if self.arch.design == "v1" else (3,)
         self.squeeze_module = nn.Sequential(BasicDecBlk(c[0] + context, c[0], kernel_sizes, self.arch.batch_norm))
         self.decoder = Decoder(self.arch)
+        # Set by bgone.load_model: the registry entry (if any) and the file the weights came from.
+        self.variant: object | None = None
+        self.checkpoint_path: object | None = None
 
     @property
     def patch_order(self) -> PatchOrder:

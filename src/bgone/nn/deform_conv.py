@@ -52,9 +52,7 @@ def deform_conv2d(
     out_w = (width + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
     taps = kh * kw
     if offset.shape != (batch, 2 * taps, out_h, out_w):
-        raise ValueError(
-            f"offset must have shape {(batch, 2 * taps, out_h, out_w)}, got {tuple(offset.shape)}"
-        )
+        raise ValueError(f"offset must have shape {(batch, 2 * taps, out_h, out_w)}, got {tuple(offset.shape)}")
     if mask is not None and mask.shape != (batch, taps, out_h, out_w):
         raise ValueError(f"mask must have shape {(batch, taps, out_h, out_w)}, got {tuple(mask.shape)}")
 

@@ -51,7 +51,7 @@ class DWConv(nn.Module):
         self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
 
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-        batch, n, channels = x.shape
+        batch, _n, channels = x.shape
         x = self.dwconv(x.transpose(1, 2).reshape(batch, channels, height, width))
         return x.flatten(2).transpose(1, 2)
 

@@ -111,9 +111,7 @@ class SwinTransformerBlock(nn.Module):
         if self.shift_size:
             x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
         windows = (
-            x.view(batch, hp // ws, ws, wp // ws, ws, channels)
-            .permute(0, 1, 3, 2, 4, 5)
-            .reshape(-1, ws * ws, channels)
+            x.view(batch, hp // ws, ws, wp // ws, ws, channels).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, channels)
         )
         windows = self.attn(windows, shift_mask if self.shift_size else None, batch)
         x = (

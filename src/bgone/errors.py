@@ -1,0 +1,31 @@
+"""One exception hierarchy; ``error_type`` is the stable string the API returns and the CLI prints."""
+
+from __future__ import annotations
+
+
+class BgoneError(Exception):
+    error_type = "bgone_error"
+
+
+class ModelError(BgoneError):
+    error_type = "model_error"
+
+
+class UnknownModelError(ModelError, LookupError):
+    error_type = "unknown_model"
+
+
+class CheckpointError(ModelError):
+    """A checkpoint file that cannot be read, or that does not fit any known architecture."""
+
+    error_type = "invalid_checkpoint"
+
+
+class ModelNotAvailableError(ModelError):
+    """Weights that are neither on disk nor downloadable (offline, no network, HTTP error)."""
+
+    error_type = "model_not_available"
+
+
+class ChecksumMismatchError(ModelError):
+    error_type = "checksum_mismatch"

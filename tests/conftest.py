@@ -1,0 +1,74 @@
+"""Shared fixtures: the official parity cases and seeded stand-in checkpoints."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from seeded import seeded_state_dict  # tests/seeded.py, a copy of shared/parity/seeded.py
+
+DATA = Path(__file__).parent / "data" / "parity"
+CASES = sorted(p.stem for p in (DATA / "cases").glob("*.json"))
+
+
+@dataclass
+class ParityCase:
+    name: str
+    arch: str
+    seed: int
+    patch_order: str
+    image: torch.Tensor  # normalised (1, 3, H, W) float32
+    logits: np.ndarray  # (H, W)
+
+    @property
+    def backbone(self) -> str:
+        return self.arch.removesuffix("_v0")
+
+    @property
+    def design(self) -> str:
+        return "v0" if self.arch.endswith("_v0") else "v1"
+
+
+def key_spec(arch: str) -> list:
+    return json.loads((DATA / "keys" / f"{arch}.json").read_text())["keys"]
+
+
+def load_case(name: str) -> ParityCase:
+    meta = json.loads((DATA / "cases" / f"{name}.json").read_text())
+    rgb = np.asarray(Image.open(DATA / "cases" / meta["input"]).convert("RGB"), dtype=np.float32) / 255.0
+    mean = np.array(meta["normalize"]["mean"], dtype=np.float32)
+    std = np.array(meta["normalize"]["std"], dtype=np.float32)
+    image = torch.from_numpy(((rgb - mean) / std).transpose(2, 0, 1).copy()).unsqueeze(0)
+    logits = np.load(DATA / "cases" / meta["expected_logits"])
+    return ParityCase(name, meta["arch"], meta["seed"], meta["patch_order"], image, logits)
+
+
+@pytest.fixture(scope="session")
+def seeded_state() -> callable:
+    """seeded_state(arch, seed) -> state dict, cached for the session (Swin-L takes seconds to make)."""
+    cache: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
+
+    def make(arch: str, seed: int) -> dict[str, torch.Tensor]:
+        if (arch, seed) not in cache:
+            cache[(arch, seed)] = seeded_state_dict(key_spec(arch), seed)
+        return cache[(arch, seed)]
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's caches, never reach the network."""
+    root = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("BGONE_MODEL_DIR", str(root / "models"))
+    monkeypatch.setenv("BGONE_MODELS_FILE", str(root / "models.json"))
+    monkeypatch.setenv("HF_HOME", str(root / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(root / "hf" / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("BGONE_MODEL_MAP", raising=False)
