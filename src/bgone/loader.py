@@ -17,12 +17,7 @@ CHECKPOINT_SUFFIXES = PICKLE_SUFFIXES + SAFETENSORS_SUFFIXES
 
 
 def _looks_like_path(source: str) -> bool:
-    return (
-        os.path.exists(source)
-        or source.lower().endswith(CHECKPOINT_SUFFIXES)
-        or os.sep in source
-        or source.startswith(("~", "."))
-    )
+    return source.lower().endswith(CHECKPOINT_SUFFIXES) or os.sep in source or source.startswith(("~", "."))
 
 
 def _variant_for_file(path: Path) -> Variant | None:
@@ -41,12 +36,16 @@ def resolve_source(
     source: str | os.PathLike[str], *, progress: bool = True, verify: bool = True
 ) -> tuple[Path, Variant | None]:
     """Find the checkpoint file for ``source`` (downloading it if needed) and its registry entry."""
-    if isinstance(source, os.PathLike) or _looks_like_path(str(source)):
-        path = Path(source).expanduser()
+    text = os.fspath(source)
+    # An existing file wins; then registry and fal names; then anything path-like is a missing file.
+    if isinstance(source, os.PathLike) or os.path.isfile(text) or (
+        REGISTRY.find(text) is None and _looks_like_path(text)
+    ):
+        path = Path(text).expanduser()
         if not path.is_file():
             raise CheckpointError(f"checkpoint file not found: {path}")
         return path, _variant_for_file(path)
-    variant = REGISTRY.get(str(source))
+    variant = REGISTRY.get(text)
     return fetch_weights(variant, progress=progress, verify=verify), variant
 
 
