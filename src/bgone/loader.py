@@ -38,8 +38,10 @@ def resolve_source(
     """Find the checkpoint file for ``source`` (downloading it if needed) and its registry entry."""
     text = os.fspath(source)
     # An existing file wins; then registry and fal names; then anything path-like is a missing file.
-    if isinstance(source, os.PathLike) or os.path.isfile(text) or (
-        REGISTRY.find(text) is None and _looks_like_path(text)
+    if (
+        isinstance(source, os.PathLike)
+        or os.path.isfile(text)
+        or (REGISTRY.find(text) is None and _looks_like_path(text))
     ):
         path = Path(text).expanduser()
         if not path.is_file():

@@ -22,12 +22,11 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from .errors import ChecksumMismatchError, ModelNotAvailableError, UnknownModelError
+from .nn.birefnet import Design, PatchOrder
 
 RELEASE = "https://github.com/ZhengPeng7/BiRefNet/releases/download/v1/"
-PatchOrderName = Literal["einops", "legacy"]
 
 
 @dataclass(frozen=True)
@@ -35,8 +34,8 @@ class Variant:
     name: str
     title: str
     backbone: str
-    design: Literal["v1", "v0"]
-    patch_order: PatchOrderName
+    design: Design
+    patch_order: PatchOrder
     resolution: tuple[int, int] | None  # (width, height); None: the image's own size (dynamic models)
     hf_repo: str | None
     hf_filename: str = "model.safetensors"
@@ -429,7 +428,7 @@ def register(
     name: str,
     path: str | os.PathLike[str],
     *,
-    patch_order: PatchOrderName = "einops",
+    patch_order: PatchOrder = "einops",
     resolution: tuple[int, int] | None = (1024, 1024),
     title: str | None = None,
     persist: bool = False,
