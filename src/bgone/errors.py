@@ -29,3 +29,27 @@ class ModelNotAvailableError(ModelError):
 
 class ChecksumMismatchError(ModelError):
     error_type = "checksum_mismatch"
+
+
+class InputError(BgoneError):
+    """A request's input that cannot be used: bad file, bad URL, too large, unsupported format."""
+
+    error_type = "invalid_input"
+
+
+class ImageLoadError(InputError):
+    """Bytes that are not a readable image (corrupt, truncated, unsupported format)."""
+
+    error_type = "image_load_error"
+
+
+class ImageTooLargeError(InputError):
+    """Over a configured limit: bytes, pixels, or animation frames."""
+
+    error_type = "image_too_large"
+
+
+class FileDownloadError(InputError):
+    """A URL that could not be fetched (HTTP error, timeout, refused address, too large)."""
+
+    error_type = "file_download_error"
