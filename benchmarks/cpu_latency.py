@@ -327,7 +327,8 @@ def update_results(path: Path, section: str) -> None:
     lines = text.splitlines()
     if not lines or lines[0].strip() != RESULTS_TITLE:
         lines = [RESULTS_TITLE, "", *lines]
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION_TITLE), None)
+    title = section.splitlines()[0].strip()  # each script owns the section under its own heading
+    start = next((i for i, line in enumerate(lines) if line.strip() == title), None)
     if start is None:
         while lines and not lines[-1].strip():
             lines.pop()

@@ -72,3 +72,24 @@ def _isolated_caches(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     monkeypatch.setenv("HF_HUB_CACHE", str(root / "hf" / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("BGONE_MODEL_MAP", raising=False)
+
+
+@pytest.fixture(scope="session")
+def lite_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded Swin-T checkpoint file, for pipeline and CLI tests at small operating sizes."""
+    path = tmp_path_factory.mktemp("ckpt") / "lite-seeded.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(seeded_state_dict(key_spec("swin_v1_t"), 1), str(path))
+    return path
+
+
+def synthetic_photo(width: int = 150, height: int = 100, seed: int = 0) -> Image.Image:
+    """A smooth picture with a bright disc: something like a subject on a background."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    disc = ((x - width * 0.55) ** 2 + (y - height * 0.5) ** 2) < (min(width, height) * 0.3) ** 2
+    base = np.stack([x / width * 180, y / height * 160, np.full_like(x, 90)], axis=-1)
+    base[disc] = (230, 60, 40)
+    base += rng.normal(0, 6, base.shape)
+    return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")

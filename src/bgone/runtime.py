@@ -52,3 +52,47 @@ def resolve_dtype(dtype: str | torch.dtype | None = None) -> torch.dtype:
 
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+class ModelCache:
+    """One loaded model per (source, device, dtype, patch order), reused across calls.
+
+    Least recently used models are dropped beyond ``max_models``; loading happens under a lock so that
+    concurrent first calls load once.
+    """
+
+    def __init__(self, max_models: int = 2) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.max_models = max_models
+        self._models: OrderedDict[tuple[str, str, str, str | None], torch.nn.Module] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        source: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        patch_order: str | None = None,
+        progress: bool = True,
+    ) -> torch.nn.Module:
+        from .loader import load_model
+
+        key = (str(source), str(device), dtype_name(dtype), patch_order)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            model = load_model(source, device=device, dtype=dtype, patch_order=patch_order, progress=progress)  # type: ignore[arg-type]
+            self._models[key] = model
+            while len(self._models) > self.max_models:
+                self._models.popitem(last=False)
+            return model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+MODEL_CACHE = ModelCache()

@@ -1,0 +1,100 @@
+"""Images per second for a folder of 1024² photos through `bgone remove`'s batch runner on CPU,
+with and without foreground refinement. Weights are seeded stand-ins (speed does not depend on them).
+
+    .venv/bin/python benchmarks/pipeline_throughput.py [--images 4] [--dtypes float32,bfloat16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from safetensors.torch import save_file
+
+from cpu_latency import DEFAULT_OUTPUT, REPO, command_line, machine_info, update_results
+
+sys.path.insert(0, str(REPO / "tests"))
+from bgone.batch import expand_inputs, plan_jobs, run_jobs
+from bgone.pipeline import RemovalOptions, Remover
+from seeded import seeded_state_dict
+
+SECTION_TITLE = "## Pipeline throughput (benchmarks/pipeline_throughput.py)"
+
+
+def make_folder(root: Path, count: int, size: int) -> None:
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    for i in range(count):
+        subject = ((x - 0.5) ** 2 + (y - 0.5) ** 2) < 0.1
+        picture = np.stack([x * 200, y * 180, np.full_like(x, 80)], -1)
+        picture[subject] = (220, 50 + 10 * i, 40)
+        picture += rng.normal(0, 5, picture.shape)
+        Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8)).save(root / f"photo{i}.jpg", quality=92)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args()
+
+    info = machine_info()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "in").mkdir()
+        make_folder(root / "in", args.images, args.size)
+        checkpoint = root / "lite.safetensors"
+        spec = __import__("json").loads((REPO / "tests/data/parity/keys/swin_v1_t.json").read_text())["keys"]
+        save_file(seeded_state_dict(spec, 0), str(checkpoint))
+        for dtype in args.dtypes.split(","):
+            remover = Remover(checkpoint, device="cpu", dtype=dtype, progress=False)
+            remover.remove(Image.new("RGB", (64, 64)), operating_resolution=64)  # warm-up
+            for refine in (True, False):
+                options = RemovalOptions.build(operating_resolution=args.size, refine_foreground=refine)
+                jobs = plan_jobs(expand_inputs([str(root / "in")]), str(root / f"out-{dtype}-{refine}"), "png")
+                started = time.perf_counter()
+                summary = run_jobs(jobs, remover, options, "png", workers=args.workers)
+                seconds = time.perf_counter() - started
+                assert not summary.failed, summary.failed
+                rows.append((dtype, refine, len(summary.done), seconds))
+                print(f"{dtype} refine={refine}: {len(summary.done)} images in {seconds:.1f}s", flush=True)
+    base = {refine: n / s for dtype, refine, n, s in rows if dtype == "float32"}
+    table = [
+        "| model | image size | dtype | refine_foreground | images | seconds | images/s | vs float32 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for dtype, refine, n, s in rows:
+        ratio = f"{(n / s) / base[refine]:.2f}x" if refine in base else "n/a"
+        table.append(f"| lite (Swin-T) | {args.size}² | {dtype} | {refine} | {n} | {s:.1f} | {n / s:.3f} | {ratio} |")
+    section = "\n".join(
+        [
+            SECTION_TITLE,
+            "",
+            f"- Date: {info['date']}; CPU: {info['cpu']}, {info['usable_cpus']} usable CPUs; torch {info['torch']}",
+            f"- A folder of {args.images} JPEG photos of {args.size}², decoded and encoded (PNG) on {args.workers} "
+            "worker threads beside inference, operating resolution 1024², batch 1, seeded weights",
+            "",
+            "```",
+            command_line(sys.argv[1:]),
+            "```",
+            "",
+            *table,
+            "",
+        ]
+    )
+    print("\n".join(table))
+    update_results(args.output, section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

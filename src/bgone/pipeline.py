@@ -1,0 +1,279 @@
+"""Background removal end to end: decoded image → BiRefNet → mask → refined RGBA.
+
+Every entry point (Python API, CLI, server) runs this pipeline; they differ only in where images
+come from and where results go. Frames of animations are processed like separate images and
+batched together; images that run at the same operating size share a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageChops
+
+from .imaging import DecodedImage, composite, encode_image, load_image, parse_color
+from .preprocess import Size, bounding_box, logits_to_masks, operating_size, parse_resolution, to_model_input
+from .refine import refine_foreground as refine_colors
+from .runtime import MODEL_CACHE, ModelCache, dtype_name, resolve_device, resolve_dtype
+
+logger = logging.getLogger("bgone")
+
+DEFAULT_MODEL = "lite"  # what fal's default "General Use (Light)" maps to on /v2
+DEFAULT_NATIVE: Size = (1024, 1024)  # for checkpoints outside the registry
+ImageSource = str | os.PathLike[str] | bytes | Image.Image | Any  # Any: numpy arrays, file objects
+Background = tuple[int, ...] | Image.Image | str | None
+
+
+@dataclass(frozen=True)
+class RemovalOptions:
+    operating_resolution: Size | str | None = None  # None: the model's native resolution
+    refine_foreground: bool = True
+    output_mask: bool = False
+    mask_only: bool = False
+    background: tuple[int, ...] | Image.Image | None = None
+    crop: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        operating_resolution: str | int | Sequence[int] | None = None,
+        refine_foreground: bool = True,
+        output_mask: bool = False,
+        mask_only: bool = False,
+        background: Background = None,
+        crop: bool = False,
+    ) -> RemovalOptions:
+        return cls().updated(
+            operating_resolution=operating_resolution,
+            refine_foreground=refine_foreground,
+            output_mask=output_mask,
+            mask_only=mask_only,
+            background=background,
+            crop=crop,
+        )
+
+    def updated(self, **changes: Any) -> RemovalOptions:
+        """A copy with ``changes``, parsing resolutions ("2048x2048") and colours ("#ff0000") on the way."""
+        unknown = set(changes) - set(self.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        if "operating_resolution" in changes:
+            changes["operating_resolution"] = parse_resolution(changes["operating_resolution"])
+        if isinstance(changes.get("background"), str):
+            changes["background"] = parse_color(changes["background"])
+        return replace(self, **changes)
+
+
+@dataclass
+class RemovalResult:
+    """The cut-out (``image``) and the mask, for each frame; iterating gives ``(image, mask)``."""
+
+    frames: list[Image.Image]  # RGBA; RGB when a background was composited; "L" with mask_only
+    masks: list[Image.Image]  # "L", the predicted alpha (times any alpha the input had)
+    durations: list[int]
+    loop: int
+    operating_size: Size
+    model: str
+    device: str
+    options: RemovalOptions
+    name: str | None = None
+    source_format: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def image(self) -> Image.Image:
+        return self.frames[0]
+
+    @property
+    def mask(self) -> Image.Image:
+        return self.masks[0]
+
+    @property
+    def is_animated(self) -> bool:
+        return len(self.frames) > 1
+
+    def __iter__(self):
+        return iter((self.image, self.mask))
+
+    def encode(self, fmt: str = "png", *, quality: int | None = None) -> bytes:
+        """The cut-out (every frame) in ``fmt``: png, webp, gif or jpeg (composited on white or the background)."""
+        return encode_image(self.frames, fmt, durations=self.durations, loop=self.loop, quality=quality)
+
+    def encode_mask(self, fmt: str = "png") -> bytes:
+        return encode_image(self.masks, fmt, durations=self.durations, loop=self.loop)
+
+
+class Remover:
+    """Holds a loaded model and removes backgrounds with it.
+
+    >>> remover = Remover("lite")                                      # doctest: +SKIP
+    >>> image, mask = remover.remove("photo.jpg")                      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        patch_order: str | None = None,
+        batch_size: int = 1,
+        max_pixels: int = 40_000_000,
+        max_frames: int = 300,
+        cache: ModelCache = MODEL_CACHE,
+        progress: bool = True,
+        fetcher: Callable[[str], bytes] | None = None,
+        **options: Any,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+        self.max_frames = max_frames
+        self.fetcher = fetcher  # URL inputs; default: bgone.fetch.fetch_url (no private addresses)
+        self.options = RemovalOptions.build(**options)
+        self.net = cache.get(os.fspath(model), self.device, self.dtype, patch_order, progress=progress)
+        variant = getattr(self.net, "variant", None)
+        self.model_name = variant.name if variant is not None else os.fspath(model)
+        self.native: Size | None = variant.resolution if variant is not None else DEFAULT_NATIVE
+        logger.info("bgone: model %s on %s (%s)", self.model_name, self.device, dtype_name(self.dtype))
+
+    def describe(self) -> str:
+        return f"{self.model_name} on {self.device} ({dtype_name(self.dtype)})"
+
+    def load(self, source: ImageSource | DecodedImage) -> DecodedImage:
+        if isinstance(source, DecodedImage):
+            return source
+        return load_image(source, max_pixels=self.max_pixels, max_frames=self.max_frames, fetcher=self.fetcher)
+
+    def remove(self, image: ImageSource | DecodedImage, **options: Any) -> RemovalResult:
+        return self.remove_many([image], **options)[0]
+
+    def remove_many(self, images: Iterable[ImageSource | DecodedImage], **options: Any) -> list[RemovalResult]:
+        """Several images (and all their frames) in batches of ``batch_size``."""
+        opts = self.options.updated(**options) if options else self.options
+        return self.process([self.load(image) for image in images], opts)
+
+    @torch.inference_mode()
+    def process(self, decoded: Sequence[DecodedImage], opts: RemovalOptions) -> list[RemovalResult]:
+        started = time.perf_counter()
+        # Every frame of every image is one work item; items with the same operating size share batches.
+        rgb: dict[tuple[int, int], Image.Image] = {}
+        groups: dict[Size, list[tuple[int, int]]] = {}
+        op_sizes: dict[int, Size] = {}
+        for i, image in enumerate(decoded):
+            size = operating_size(image.size, self.native, opts.operating_resolution)
+            op_sizes[i] = size
+            for j, frame in enumerate(image.frames):
+                rgb[i, j] = _model_rgb(frame)
+                groups.setdefault(size, []).append((i, j))
+        masks: dict[tuple[int, int], Image.Image] = {}
+        for size, keys in groups.items():
+            for start in range(0, len(keys), self.batch_size):
+                chunk = keys[start : start + self.batch_size]
+                batch = to_model_input([rgb[k] for k in chunk], size, self.dtype).to(self.device)
+                logits = self.net(batch)
+                for key, mask in zip(chunk, logits_to_masks(logits, [rgb[k].size for k in chunk]), strict=True):
+                    masks[key] = mask
+        inferred = time.perf_counter()
+
+        results = []
+        for i, image in enumerate(decoded):
+            frames, final_masks = [], []
+            for j, frame in enumerate(image.frames):
+                alpha = masks[i, j]
+                if frame.mode == "RGBA":  # what was transparent in the input stays transparent
+                    alpha = ImageChops.multiply(alpha, frame.getchannel("A"))
+                colors = rgb[i, j]
+                if opts.refine_foreground and not opts.mask_only:
+                    colors = refine_colors(colors, alpha, device=self.device if self.device.type != "cpu" else None)
+                final_masks.append(alpha)
+                frames.append(alpha if opts.mask_only else _finish(colors, alpha, opts.background))
+            if opts.crop:
+                frames, final_masks = _crop(frames, final_masks)
+            results.append(
+                RemovalResult(
+                    frames=frames,
+                    masks=final_masks,
+                    durations=list(image.durations),
+                    loop=image.loop,
+                    operating_size=op_sizes[i],
+                    model=self.model_name,
+                    device=str(self.device),
+                    options=opts,
+                    name=image.name,
+                    source_format=image.source_format,
+                    timings={"inference": inferred - started, "postprocess": time.perf_counter() - inferred},
+                )
+            )
+        return results
+
+
+def _model_rgb(frame: Image.Image) -> Image.Image:
+    """What the network sees: RGB, with transparent inputs composited on white like the official demo."""
+    if frame.mode == "RGBA":
+        return composite(frame, (255, 255, 255))
+    return frame if frame.mode == "RGB" else frame.convert("RGB")
+
+
+def _finish(colors: Image.Image, alpha: Image.Image, background: tuple[int, ...] | Image.Image | None) -> Image.Image:
+    cutout = colors.copy()
+    cutout.putalpha(alpha)
+    return cutout if background is None else composite(cutout, background)
+
+
+def _crop(frames: list[Image.Image], masks: list[Image.Image]) -> tuple[list[Image.Image], list[Image.Image]]:
+    """Crop every frame to the union of the subject's boxes (frames of an animation keep one size)."""
+    boxes = [b for m in masks if (b := bounding_box(m)) is not None]
+    if not boxes:
+        return frames, masks
+    box = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    return [f.crop(box) for f in frames], [m.crop(box) for m in masks]
+
+
+def remove_background(
+    image: ImageSource | DecodedImage,
+    *,
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    operating_resolution: str | int | Sequence[int] | None = None,
+    refine_foreground: bool = True,
+    output_mask: bool = False,
+    mask_only: bool = False,
+    background: Background = None,
+    crop: bool = False,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+) -> RemovalResult:
+    """Remove the background of one image (path, bytes, PIL image, numpy array, URL or data URI).
+
+    Returns a :class:`RemovalResult`; ``image, mask = remove_background(...)`` gives the RGBA cut-out
+    and the "L" mask. The model stays loaded for the next call (one per model, device and dtype).
+    """
+    remover = Remover(model, device=device, dtype=dtype)
+    options = RemovalOptions.build(
+        operating_resolution=operating_resolution,
+        refine_foreground=refine_foreground,
+        output_mask=output_mask,
+        mask_only=mask_only,
+        background=background,
+        crop=crop,
+    )
+    return remover.process([remover.load(image)], options)[0]
+
+
+def save_result(result: RemovalResult, path: str | os.PathLike[str], fmt: str | None = None) -> Path:
+    """Write the cut-out to ``path`` in ``fmt`` (default: from the extension)."""
+    path = Path(path)
+    fmt = fmt or path.suffix.lstrip(".") or "png"
+    path.write_bytes(result.encode(fmt))
+    return path
