@@ -13,9 +13,8 @@ For reference, the official OpenCV CPU version takes ~3 s per image (BiRefNet is
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -24,6 +23,9 @@ import numpy as np
 import torch
 
 from bgone.refine import refine_foreground_array, refine_foreground_tensor
+from cpu_latency import DEFAULT_OUTPUT, command_line, machine_info, update_results
+
+SECTION_TITLE = "## Foreground refinement (benchmarks/refine_speed.py)"
 
 
 def soft_mask(size: int) -> np.ndarray:
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--radius", type=int, default=90)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
 
     rows = []
@@ -68,15 +71,30 @@ def main() -> None:
                 (f"{size}x{size}", name, statistics.median(times), min(times), size * size / statistics.median(times))
             )
 
-    print(
-        f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), numpy {np.__version__}; radius {args.radius} then 6; "
-        f"{args.runs} runs after {args.warmup} warm-up\n"
-    )
-    print("| size | path | median s | min s | Mpx/s |")
-    print("|------|------|---------:|------:|------:|")
-    for size, name, median, best, pps in rows:
-        print(f"| {size} | {name} | {median:.3f} | {best:.3f} | {pps / 1e6:.2f} |")
+    info = machine_info()
+    lines = [
+        SECTION_TITLE,
+        "",
+        f"- Date: {info['date']}; CPU: {info['cpu']}, {info['usable_cpus']} usable CPUs; torch {info['torch']} "
+        f"({info['torch_threads']} threads), numpy {np.__version__}",
+        f"- refine_foreground (blur fusion r={args.radius} then r=6) on a random image with a soft mask; "
+        f"{args.runs} runs after {args.warmup} warm-up. The official OpenCV CPU version takes about 3 s at 1024²",
+        "",
+        "```",
+        command_line(sys.argv[1:]),
+        "```",
+        "",
+        "| size | path | median s | min s | Mpx/s |",
+        "|------|------|---------:|------:|------:|",
+        *(
+            f"| {size} | {name} | {median:.3f} | {best:.3f} | {pps / 1e6:.2f} |"
+            for size, name, median, best, pps in rows
+        ),
+        "",
+    ]
+    print("\n".join(lines))
+    if not args.no_write:
+        update_results(DEFAULT_OUTPUT, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def remove(
     output: Annotated[
         str | None,
         typer.Option(
-            "-o", "--output", help=f"Output file (one input), folder, or - for stdout. Default: ./{'bgone-output'}/"
+            "-o", "--output", help="Output file (one input), folder, or - for stdout. Default: ./bgone-output/"
         ),
     ] = None,
     model: Annotated[str, typer.Option("-m", "--model", help="Registry name, fal name or checkpoint path.")] = "lite",
@@ -65,7 +65,7 @@ def remove(
     no_refine: Annotated[bool, typer.Option("--no-refine", help="Skip foreground colour refinement.")] = False,
     fmt: Annotated[
         str,
-        typer.Option("-f", "--format", help="png, webp, gif, or jpeg (jpeg needs no alpha: white or --background)."),
+        typer.Option("-f", "--format", help="png, webp, gif, or jpeg (jpeg: composited on white or on --background)."),
     ] = "png",
     background: Annotated[
         str | None, typer.Option("-b", "--background", help="Background colour (#rrggbb, name) or image file.")
