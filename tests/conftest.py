@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -12,6 +14,9 @@ import torch
 from PIL import Image
 
 from seeded import seeded_state_dict  # tests/seeded.py, a copy of shared/parity/seeded.py
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 DATA = Path(__file__).parent / "data" / "parity"
 CASES = sorted(p.stem for p in (DATA / "cases").glob("*.json"))
@@ -93,3 +98,30 @@ def synthetic_photo(width: int = 150, height: int = 100, seed: int = 0) -> Image
     base[disc] = (230, 60, 40)
     base += rng.normal(0, 6, base.shape)
     return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture
+def make_client(tmp_path: Path, lite_checkpoint: Path) -> Iterator[Callable[..., TestClient]]:
+    """make_client(data_dir=None, **settings) -> a TestClient around a full service (worker included)."""
+    from fastapi.testclient import TestClient
+    from service_helpers import settings_for
+
+    from bgone.api.app import create_app
+
+    clients: list[TestClient] = []
+
+    def make(data_dir: Path | None = None, **overrides: object) -> TestClient:
+        app = create_app(settings_for(data_dir or tmp_path / "data", lite_checkpoint, **overrides))
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()

@@ -153,6 +153,102 @@ def remove(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on. [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port. [default: 8000]")] = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option("--ssl-certfile", help="TLS certificate (PEM): serve HTTPS, which the stock fal_client needs."),
+    ] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option("--ssl-keyfile", help="TLS private key (PEM).")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="SQLite queue/history and stored files. [default: ./bgone-data]")
+    ] = None,
+    key: Annotated[
+        list[str] | None,
+        typer.Option("--key", help="Accepted API key (repeatable); clients send `Authorization: Key KEY`."),
+    ] = None,
+    open_access: Annotated[
+        bool | None, typer.Option("--open", help="Accept requests without a key (local use only).")
+    ] = None,
+    model_map: Annotated[
+        Path | None, typer.Option("--model-map", help="JSON: fal model name -> registry name or checkpoint path.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps. [default: auto]")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16. [default: float32]")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Queued requests batched per forward pass. [default: 4]")
+    ] = None,
+    max_models: Annotated[
+        int | None, typer.Option("--max-models", min=1, help="Models kept loaded (LRU). [default: 2]")
+    ] = None,
+    warm_model: Annotated[
+        str | None, typer.Option("--warm-model", help="Model loaded at start-up for /ready; 'none' to load lazily.")
+    ] = None,
+    allow_private_urls: Annotated[
+        bool | None, typer.Option("--allow-private-urls", help="Let image URLs and webhooks reach private addresses.")
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None, typer.Option("--allowed-host", help="A host that may be private (repeatable).")
+    ] = None,
+    retention_hours: Annotated[
+        float | None, typer.Option("--retention-hours", help="Keep results and files this long. [default: 168]")
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option("--cors-origin", help="Allowed CORS origin (repeatable).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A TOML or JSON file with any of these settings.")
+    ] = None,
+) -> None:
+    """Run the fal-compatible service (fal-ai/birefnet and /v2: sync, queue, files)."""
+    import uvicorn
+
+    from .api.app import create_app
+    from .api.settings import ServerSettings, load_config_file, load_model_map
+
+    values: dict[str, object] = load_config_file(config) if config else {}
+    flags = {
+        "host": host,
+        "port": port,
+        "ssl_certfile": ssl_certfile,
+        "ssl_keyfile": ssl_keyfile,
+        "data_dir": data_dir,
+        "api_keys": key or None,
+        "open_access": open_access,
+        "device": device,
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "max_models": max_models,
+        "allow_private_urls": allow_private_urls,
+        "allowed_hosts": allowed_host or None,
+        "cors_origins": cors_origin or None,
+        "retention_seconds": retention_hours * 3600 if retention_hours is not None else None,
+        "model_map": load_model_map(model_map) if model_map else None,
+        "max_operating_side": max_operating_side,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if warm_model is not None:
+        values["warm_model"] = None if warm_model.lower() == "none" else warm_model
+    settings = ServerSettings(**values)
+    app_instance = create_app(settings)
+    scheme = "https" if settings.ssl_certfile else "http"
+    err_console.print(
+        f"bgone {__version__}: serving fal-ai/birefnet and /v2 on {scheme}://{settings.host}:{settings.port} "
+        f"(queue under /queue, data in {settings.data_dir})",
+        highlight=False,
+    )
+    uvicorn.run(
+        app_instance,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+        ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+    )
+
+
 @models_app.command("list")
 def list_models(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model.")] = False) -> None:
     """Every registered model with its backbone, resolution, patch order and whether it is on disk."""

@@ -164,16 +164,32 @@ class Remover:
         opts = self.options.updated(**options) if options else self.options
         return self.process([self.load(image) for image in images], opts)
 
-    @torch.inference_mode()
     def process(self, decoded: Sequence[DecodedImage], opts: RemovalOptions) -> list[RemovalResult]:
         started = time.perf_counter()
-        # Every frame of every image is one work item; items with the same operating size share batches.
+        masks, sizes = self.predict(decoded, opts.operating_resolution)
+        inferred = time.perf_counter()
+        results = [
+            self.finish(image, image_masks, opts, size)
+            for image, image_masks, size in zip(decoded, masks, sizes, strict=True)
+        ]
+        for result in results:
+            result.timings = {"inference": inferred - started, "postprocess": time.perf_counter() - inferred}
+        return results
+
+    @torch.inference_mode()
+    def predict(
+        self, decoded: Sequence[DecodedImage], operating_resolution: Size | str | None = None
+    ) -> tuple[list[list[Image.Image]], list[Size]]:
+        """Raw masks (one per frame, image size) and the operating size of each image.
+
+        Every frame of every image is one work item; items with the same operating size share batches.
+        """
         rgb: dict[tuple[int, int], Image.Image] = {}
         groups: dict[Size, list[tuple[int, int]]] = {}
-        op_sizes: dict[int, Size] = {}
+        op_sizes: list[Size] = []
         for i, image in enumerate(decoded):
-            size = operating_size(image.size, self.native, opts.operating_resolution)
-            op_sizes[i] = size
+            size = operating_size(image.size, self.native, operating_resolution)
+            op_sizes.append(size)
             for j, frame in enumerate(image.frames):
                 rgb[i, j] = _model_rgb(frame)
                 groups.setdefault(size, []).append((i, j))
@@ -185,38 +201,36 @@ class Remover:
                 logits = self.net(batch)
                 for key, mask in zip(chunk, logits_to_masks(logits, [rgb[k].size for k in chunk]), strict=True):
                     masks[key] = mask
-        inferred = time.perf_counter()
+        return [[masks[i, j] for j in range(len(image.frames))] for i, image in enumerate(decoded)], op_sizes
 
-        results = []
-        for i, image in enumerate(decoded):
-            frames, final_masks = [], []
-            for j, frame in enumerate(image.frames):
-                alpha = masks[i, j]
-                if frame.mode == "RGBA":  # what was transparent in the input stays transparent
-                    alpha = ImageChops.multiply(alpha, frame.getchannel("A"))
-                colors = rgb[i, j]
-                if opts.refine_foreground and not opts.mask_only:
-                    colors = refine_colors(colors, alpha, device=self.device if self.device.type != "cpu" else None)
-                final_masks.append(alpha)
-                frames.append(alpha if opts.mask_only else _finish(colors, alpha, opts.background))
-            if opts.crop:
-                frames, final_masks = _crop(frames, final_masks)
-            results.append(
-                RemovalResult(
-                    frames=frames,
-                    masks=final_masks,
-                    durations=list(image.durations),
-                    loop=image.loop,
-                    operating_size=op_sizes[i],
-                    model=self.model_name,
-                    device=str(self.device),
-                    options=opts,
-                    name=image.name,
-                    source_format=image.source_format,
-                    timings={"inference": inferred - started, "postprocess": time.perf_counter() - inferred},
-                )
-            )
-        return results
+    def finish(
+        self, image: DecodedImage, masks: Sequence[Image.Image], opts: RemovalOptions, size: Size
+    ) -> RemovalResult:
+        """Alpha, refined colours, background, crop: the per-image half of the pipeline."""
+        frames, final_masks = [], []
+        for frame, mask in zip(image.frames, masks, strict=True):
+            alpha = mask
+            if frame.mode == "RGBA":  # what was transparent in the input stays transparent
+                alpha = ImageChops.multiply(alpha, frame.getchannel("A"))
+            colors = _model_rgb(frame)
+            if opts.refine_foreground and not opts.mask_only:
+                colors = refine_colors(colors, alpha, device=self.device if self.device.type != "cpu" else None)
+            final_masks.append(alpha)
+            frames.append(alpha if opts.mask_only else _finish(colors, alpha, opts.background))
+        if opts.crop:
+            frames, final_masks = _crop(frames, final_masks)
+        return RemovalResult(
+            frames=frames,
+            masks=final_masks,
+            durations=list(image.durations),
+            loop=image.loop,
+            operating_size=size,
+            model=self.model_name,
+            device=str(self.device),
+            options=opts,
+            name=image.name,
+            source_format=image.source_format,
+        )
 
 
 def _model_rgb(frame: Image.Image) -> Image.Image:

@@ -34,6 +34,11 @@ def parse_resolution(value: str | int | Sequence[int] | None) -> Size | str | No
         text = value.strip().lower()
         if text in ("dynamic", "auto", "native"):
             return None if text == "native" else "dynamic"
+        if text.startswith("dynamic:"):  # the image's own size, longer side capped at N
+            cap = text.partition(":")[2]
+            if not cap.isdigit() or int(cap) < 32:
+                raise ValueError(f"resolution {value!r}: 'dynamic:N' needs a cap N of at least 32")
+            return f"dynamic:{int(cap)}"
         match = re.fullmatch(r"(\d+)\s*(?:[x×*,]\s*(\d+))?", text)
         if not match:
             raise ValueError(f"resolution {value!r} is not WxH (e.g. 1024x1024), a single side (1024) or 'dynamic'")
@@ -66,6 +71,8 @@ def operating_size(image_size: Size, native: Size | None, requested: Size | str 
     target = native if requested is None else requested
     if target is None or target == "dynamic":
         return dynamic_size(image_size)
+    if isinstance(target, str) and target.startswith("dynamic:"):
+        return dynamic_size(image_size, min(DYNAMIC_MAX_SIDE, int(target.partition(":")[2])))
     width, height = target  # type: ignore[misc]
     portrait_image = image_size[1] > image_size[0]
     if requested is None and width > height and portrait_image:

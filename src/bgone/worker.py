@@ -1,0 +1,324 @@
+"""The inference worker: owns the models, pulls jobs from the queue, batches them, stores results.
+
+One worker runs one stream of work (one device). Jobs that share model and resolution are claimed
+together and go through the network in one batch; everything else about a job (its options, its
+outputs, its errors) stays its own. Every job ends COMPLETED, with a result or with an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from .api.schemas import ENDPOINTS, BirefnetV2Input, ImageFile, version_of
+from .api.settings import ServerSettings
+from .errors import BgoneError, InputError, ModelError
+from .fetch import fetch_url
+from .imaging import DecodedImage, encode_image, load_image, mime_for, to_data_uri
+from .jobs import Job, JobStore
+from .pipeline import RemovalOptions, Remover
+from .runtime import ModelCache
+from .storage import Storage
+from .webhooks import WebhookSender
+
+logger = logging.getLogger("bgone.worker")
+FILES_PREFIX = "/files/"
+
+
+@dataclass
+class Prepared:
+    job: Job
+    request: Any  # BirefnetInput | BirefnetV2Input
+    decoded: DecodedImage
+    options: RemovalOptions
+
+
+def resolve_model(settings: ServerSettings, endpoint: str, fal_name: str) -> str:
+    return settings.fal_model_map(version_of(endpoint))[fal_name]
+
+
+def operating_resolution(request: Any, max_side: int | None = None) -> str | None:
+    """fal's resolution enum for the model: Dynamic runs at the image's own size, the longer side capped
+    by the chosen resolution; Light 2K at its native 2560x1440 (turned for portraits); every other model
+    at the chosen square. ``max_side`` (a server limit) caps all of them."""
+    side = int(str(request.operating_resolution).partition("x")[0])
+    if max_side:
+        side = min(side, max_side)
+    fal_model = str(request.model)
+    if fal_model == "General Use (Dynamic)":
+        return f"dynamic:{side}"
+    if fal_model == "General Use (Light 2K)" and not max_side:
+        return None
+    return f"{side}x{side}"
+
+
+def batch_key_for(settings: ServerSettings, endpoint: str, payload: dict[str, Any]) -> str:
+    request = ENDPOINTS[endpoint].model_validate(payload)
+    source = resolve_model(settings, endpoint, str(request.model))
+    return f"{source}|{operating_resolution(request, settings.max_operating_side)}"
+
+
+class InferenceWorker:
+    def __init__(self, settings: ServerSettings, store: JobStore, storage: Storage, metrics: Any = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.metrics = metrics
+        self.cache = ModelCache(max_models=settings.max_models)
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.webhooks = WebhookSender(
+            store,
+            attempts=settings.webhook_attempts,
+            backoff=settings.webhook_backoff,
+            timeout=settings.webhook_timeout,
+            allow_private=settings.allow_private_urls,
+            allowed_hosts=settings.allowed_hosts,
+        )
+        self.ready = settings.warm_model is None
+        self.ready_error: str | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_forever, name="bgone-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.webhooks.close()
+
+    def notify(self) -> None:
+        """A job was submitted: wake up now rather than at the next poll."""
+        self._wake.set()
+
+    def _run_forever(self) -> None:
+        self.webhooks.resume_pending()
+        self._warm_up()
+        last_purge = 0.0
+        while not self._stop.is_set():
+            try:
+                for job in self.store.expire_start_deadlines():
+                    self._after_complete(job)
+                if time.time() - last_purge > 60:
+                    last_purge = time.time()
+                    self._purge()
+                jobs = self.store.claim(self.worker_id, limit=1)
+                if not jobs:
+                    self._wake.wait(0.5)
+                    self._wake.clear()
+                    continue
+                if self.settings.batch_size > 1 and jobs[0].batch_key:
+                    jobs += self.store.claim(
+                        self.worker_id, limit=self.settings.batch_size - 1, batch_key=jobs[0].batch_key
+                    )
+                self.run_batch(jobs)
+            except Exception:
+                logger.exception("worker loop error")
+                time.sleep(0.5)
+
+    def _warm_up(self) -> None:
+        if self.settings.warm_model is None:
+            return
+        try:
+            source = self.settings.fal_model_map("v2").get(self.settings.warm_model, self.settings.warm_model)
+            self.remover(source)
+            self.ready = True
+        except BgoneError as exc:
+            self.ready_error = f"[{exc.error_type}] {exc}"
+            logger.error("warm model %s could not be loaded: %s", self.settings.warm_model, exc)
+
+    def _purge(self) -> None:
+        for job in self.store.purge(completed_before=time.time() - self.settings.retention_seconds):
+            self.storage.delete(job.output_keys)
+
+    def remover(self, source: str) -> Remover:
+        remover = Remover(
+            source,
+            device=self.settings.device,
+            dtype=self.settings.dtype,
+            batch_size=self.settings.batch_size,
+            max_pixels=self.settings.max_image_pixels,
+            max_frames=self.settings.max_frames,
+            cache=self.cache,
+            progress=False,
+        )
+        self.ready = True
+        return remover
+
+    # -- one batch -------------------------------------------------------------------------------
+    def run_batch(self, jobs: list[Job]) -> None:
+        prepared: list[Prepared] = []
+        for job in jobs:
+            try:
+                prepared.append(self._prepare(job))
+            except Exception as exc:
+                self._fail(job, exc)
+        if not prepared:
+            return
+        source = resolve_model(self.settings, prepared[0].job.endpoint, str(prepared[0].request.model))
+        try:
+            remover = self.remover(source)
+            for item in prepared:
+                self._log(
+                    item.job,
+                    f"Running {remover.describe()} at {item.options.operating_resolution or 'native resolution'}",
+                )
+            started = time.perf_counter()
+            masks, sizes = remover.predict([p.decoded for p in prepared], prepared[0].options.operating_resolution)
+            inference_time = time.perf_counter() - started
+        except Exception as exc:
+            for item in prepared:
+                self._fail(item.job, exc)
+            return
+        for item, image_masks, size in zip(prepared, masks, sizes, strict=True):
+            try:
+                if self.store.is_cancel_requested(item.job.request_id):
+                    self._cancelled(item.job)
+                    continue
+                result = remover.finish(item.decoded, image_masks, item.options, size)
+                self._log(item.job, "Encoding output")
+                body, keys = self._output(item, result)
+                self._log(item.job, f"Completed in {inference_time:.2f}s of inference")
+                self._complete(item.job, 200, body, metrics={"inference_time": inference_time}, output_keys=keys)
+            except Exception as exc:
+                self._fail(item.job, exc)
+
+    def _prepare(self, job: Job) -> Prepared:
+        payload = job.payload
+        request = ENDPOINTS[job.endpoint].model_validate(payload["input"])
+        if self.store.is_cancel_requested(job.request_id):
+            raise _Cancelled()
+        self._log(job, "Downloading image" if request.image_url.startswith("http") else "Decoding image")
+        decoded = self._load(request.image_url, payload.get("base_url", ""))
+        self._log(
+            job,
+            f"Decoded {decoded.source_format or 'image'} {decoded.size[0]}x{decoded.size[1]}"
+            + (f", {len(decoded.frames)} frames" if decoded.is_animated else ""),
+        )
+        options = RemovalOptions.build(
+            operating_resolution=operating_resolution(request, self.settings.max_operating_side),
+            refine_foreground=request.refine_foreground,
+            output_mask=request.output_mask,
+            mask_only=getattr(request, "mask_only", False),
+        )
+        return Prepared(job, request, decoded, options)
+
+    def _load(self, url: str, base_url: str) -> DecodedImage:
+        limits = {
+            "max_bytes": self.settings.max_image_bytes,
+            "max_pixels": self.settings.max_image_pixels,
+            "max_frames": self.settings.max_frames,
+        }
+        key = self._own_file_key(url, base_url)
+        if key is not None:  # a file uploaded to this server: read it from storage, not over HTTP
+            try:
+                return load_image(self.storage.get(key), **limits)
+            except (KeyError, FileNotFoundError, ValueError) as exc:
+                raise InputError(f"uploaded file not found: {url}") from exc
+
+        def fetch(target: str) -> bytes:
+            return fetch_url(
+                target,
+                max_bytes=self.settings.max_image_bytes,
+                timeout=self.settings.fetch_timeout,
+                allow_private=self.settings.allow_private_urls,
+                allowed_hosts=self.settings.allowed_hosts,
+            )
+
+        return load_image(url, fetcher=fetch, **limits)
+
+    @staticmethod
+    def _own_file_key(url: str, base_url: str) -> str | None:
+        if not base_url or not url.startswith(("http://", "https://")):
+            return None
+        target, base = urlparse(url), urlparse(base_url)
+        base_path = base.path.rstrip("/")
+        if target.netloc != base.netloc or not target.path.startswith(base_path + FILES_PREFIX):
+            return None
+        return target.path[len(base_path + FILES_PREFIX) :]
+
+    def _output(self, item: Prepared, result: Any) -> tuple[dict[str, Any], list[str]]:
+        fmt = str(item.request.output_format)
+        keys: list[str] = []
+
+        def image_file(frames: list[Any], name: str, durations: list[int]) -> dict[str, Any]:
+            data = encode_image(frames, fmt, durations=durations, loop=result.loop)
+            mime = mime_for(fmt)
+            if item.request.sync_mode:
+                url = to_data_uri(data, mime)
+            else:
+                stored = self.storage.put(data, file_name=name, content_type=mime)
+                keys.append(stored.key)
+                url = f"{item.job.payload.get('base_url', '')}{FILES_PREFIX}{stored.key}"
+            width, height = frames[0].size
+            return ImageFile(
+                url=url, content_type=mime, file_name=name, file_size=len(data), width=width, height=height
+            ).model_dump()
+
+        stem = (item.decoded.name or "birefnet").replace("/", "_")[:80]
+        body: dict[str, Any] = {"image": image_file(result.frames, f"{stem}-output.{fmt}", result.durations)}
+        if item.request.output_mask:
+            body["mask_image"] = image_file(result.masks, f"{stem}-mask.{fmt}", result.durations)
+        return body, keys
+
+    # -- outcomes --------------------------------------------------------------------------------
+    def _log(self, job: Job, message: str, level: str = "INFO") -> None:
+        self.store.append_log(job.request_id, message, level=level)
+
+    def _complete(self, job: Job, status_code: int, body: Any, **kw: Any) -> None:
+        done = self.store.complete(job.request_id, status_code=status_code, body=body, **kw)
+        if done is not None:
+            self._after_complete(done)
+
+    def _after_complete(self, job: Job) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_job(job)
+        if job.webhook_url:
+            self.webhooks.send(job.request_id, job.webhook_url, job.result_status or 500, job.result_body)
+
+    def _cancelled(self, job: Job) -> None:
+        self._log(job, "Cancelled", level="WARNING")
+        self._complete(
+            job,
+            499,
+            {"detail": "Request cancelled", "error_type": "client_cancelled"},
+            error="Request cancelled",
+            error_type="client_cancelled",
+        )
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        if isinstance(exc, _Cancelled):
+            self._cancelled(job)
+            return
+        if isinstance(exc, InputError):
+            status, error_type, message = 422, exc.error_type, str(exc)
+            body: dict[str, Any] = {"detail": [{"loc": ["body", "image_url"], "msg": message, "type": error_type}]}
+        elif isinstance(exc, ModelError):
+            status, error_type, message = 500, exc.error_type, str(exc)
+            body = {"detail": message, "error_type": error_type}
+        else:
+            status, error_type, message = 500, "internal_error", "Internal Server Error"
+            body = {"detail": message, "error_type": error_type}
+            logger.error("job %s failed:\n%s", job.request_id, "".join(traceback.format_exception(exc)))
+        self._log(job, f"Failed: {message.splitlines()[0] if message else error_type}", level="ERROR")
+        self._complete(job, status, body, error=message, error_type=error_type)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+__all__ = ["BirefnetV2Input", "InferenceWorker", "batch_key_for", "resolve_model"]
