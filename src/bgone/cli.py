@@ -198,6 +198,10 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allowed CORS origin (repeatable).")
     ] = None,
+    max_operating_side: Annotated[
+        int | None,
+        typer.Option("--max-operating-side", min=32, help="Cap every operating resolution's side (small CPU boxes)."),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="A TOML or JSON file with any of these settings.")
     ] = None,

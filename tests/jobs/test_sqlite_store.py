@@ -153,7 +153,6 @@ def test_concurrent_claim_threads(store: SQLiteJobStore) -> None:
         t.join(timeout=30)
     claimed = Counter(rid for r in results for rid in r)
     assert set(claimed) == ids and max(claimed.values()) == 1
-    assert all(results)
     assert store.counts()["IN_PROGRESS"] == 100
 
 
@@ -179,7 +178,8 @@ def test_concurrent_claim_processes(store: SQLiteJobStore, db_path: Path) -> Non
         assert p.exitcode == 0
     claimed = Counter(rid for r in results for rid in r)
     assert set(claimed) == ids and max(claimed.values()) == 1
-    assert all(results)  # both processes really competed
+    # (Not asserted: that both got some. SQLite's busy handler backs off up to 100 ms, so one
+    # claimer can legitimately drain the queue while the other sleeps.)
 
 
 def test_cancel_outcomes(store: SQLiteJobStore) -> None:
