@@ -222,3 +222,15 @@ def test_resolutions() -> None:
     assert operating_size((3000, 4000), (2560, 1440), None) == (1440, 2560)
     assert operating_size((3000, 4000), (2560, 1440), (2560, 1440)) == (2560, 1440)
     assert operating_size((3000, 4000), (1024, 1024), (2048, 2048)) == (2048, 2048)
+
+
+def test_model_cache_evicts_least_recently_used_beyond_its_budget(lite_checkpoint: Path, tmp_path: Path) -> None:
+    from bgone.runtime import ModelCache
+
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(lite_checkpoint.read_bytes())
+    cache = ModelCache(max_models=5, max_bytes=200 * 1024 * 1024)  # one Swin-T is ~177 MB in float32
+    first = cache.get(str(lite_checkpoint), torch.device("cpu"), torch.float32)
+    cache.get(str(other), torch.device("cpu"), torch.float32)
+    assert len(cache) == 1  # the first was evicted to stay in budget
+    assert cache.get(str(lite_checkpoint), torch.device("cpu"), torch.float32) is not first

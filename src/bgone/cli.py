@@ -198,6 +198,9 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allowed CORS origin (repeatable).")
     ] = None,
+    model_memory_mb: Annotated[
+        int | None, typer.Option("--model-memory-mb", min=1, help="Memory budget for loaded models (LRU eviction).")
+    ] = None,
     max_operating_side: Annotated[
         int | None,
         typer.Option("--max-operating-side", min=32, help="Cap every operating resolution's side (small CPU boxes)."),
@@ -231,6 +234,7 @@ def serve(
         "retention_seconds": retention_hours * 3600 if retention_hours is not None else None,
         "model_map": load_model_map(model_map) if model_map else None,
         "max_operating_side": max_operating_side,
+        "model_memory_mb": model_memory_mb,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     if warm_model is not None:

@@ -57,15 +57,17 @@ def dtype_name(dtype: torch.dtype) -> str:
 class ModelCache:
     """One loaded model per (source, device, dtype, patch order), reused across calls.
 
-    Least recently used models are dropped beyond ``max_models``; loading happens under a lock so that
-    concurrent first calls load once.
+    Least recently used models are dropped beyond ``max_models`` or, when ``max_bytes`` is set, while the
+    loaded weights exceed that budget (the model just loaded always stays); loading happens under a lock
+    so that concurrent first calls load once.
     """
 
-    def __init__(self, max_models: int = 2) -> None:
+    def __init__(self, max_models: int = 2, max_bytes: int | None = None) -> None:
         import threading
         from collections import OrderedDict
 
         self.max_models = max_models
+        self.max_bytes = max_bytes
         self._models: OrderedDict[tuple[str, str, str, str | None], torch.nn.Module] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -86,9 +88,17 @@ class ModelCache:
                 return self._models[key]
             model = load_model(source, device=device, dtype=dtype, patch_order=patch_order, progress=progress)  # type: ignore[arg-type]
             self._models[key] = model
-            while len(self._models) > self.max_models:
+            while len(self._models) > self.max_models or (
+                self.max_bytes is not None and len(self._models) > 1 and self.loaded_bytes() > self.max_bytes
+            ):
                 self._models.popitem(last=False)
             return model
+
+    def loaded_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for m in self._models.values() for t in (*m.parameters(), *m.buffers()))
+
+    def __len__(self) -> int:
+        return len(self._models)
 
     def clear(self) -> None:
         with self._lock:

@@ -72,7 +72,8 @@ class InferenceWorker:
         self.store = store
         self.storage = storage
         self.metrics = metrics
-        self.cache = ModelCache(max_models=settings.max_models)
+        budget = settings.model_memory_mb * 1024 * 1024 if settings.model_memory_mb else None
+        self.cache = ModelCache(max_models=settings.max_models, max_bytes=budget)
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.webhooks = WebhookSender(
             store,

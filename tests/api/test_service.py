@@ -330,3 +330,69 @@ def test_ready_reports_a_missing_warm_model(make_client) -> None:
     client = make_client(warm_model="lite", model_map={})
     wait_for(lambda: client.get("/ready").status_code == 503 and client.get("/ready").json()["status"] == "error")
     assert "model_not_available" in client.get("/ready").json()["detail"]
+
+
+def test_cancel_a_running_request(client, monkeypatch) -> None:
+    worker = client.app.state.worker
+    real = worker.remover
+    started = threading.Event()
+
+    def slow_remover(source: str):
+        remover = real(source)
+        predict = remover.predict
+
+        def slow_predict(*args, **kwargs):
+            started.set()
+            time.sleep(1.0)  # long enough to cancel while the network "runs"
+            return predict(*args, **kwargs)
+
+        remover.predict = slow_predict
+        return remover
+
+    monkeypatch.setattr(worker, "remover", slow_remover)
+    body = client.post("/queue/fal-ai/birefnet/v2", json={"image_url": png_data_uri()}).json()
+    assert started.wait(30)
+    assert client.get(f"/queue/fal-ai/birefnet/requests/{body['request_id']}/status").json()["status"] == "IN_PROGRESS"
+    assert client.put(f"/queue/fal-ai/birefnet/requests/{body['request_id']}/cancel").status_code == 202
+    final = wait_completed(client, f"/queue/fal-ai/birefnet/requests/{body['request_id']}/status")
+    assert final["error_type"] == "client_cancelled"
+    assert client.get(f"/queue/fal-ai/birefnet/requests/{body['request_id']}").status_code == 499
+
+
+def test_retention_removes_results_and_files(client) -> None:
+    body = client.post("/fal-ai/birefnet/v2", json={"image_url": png_data_uri()}).json()
+    file_path = urlparse(body["image"]["url"]).path
+    assert client.get(file_path).status_code == 200
+    worker = client.app.state.worker
+    worker.settings.retention_seconds = -1  # everything completed is past retention
+    worker._purge()
+    assert client.get(file_path).status_code == 404
+    assert client.get("/api/history").json() == []
+
+
+def test_batched_requests_share_a_forward_pass(make_client) -> None:
+    client = make_client(start_worker=False, batch_size=4)
+    ids = [
+        client.post("/queue/fal-ai/birefnet/v2", json={"image_url": png_data_uri(seed=i)}).json()["request_id"]
+        for i in range(3)
+    ]
+    calls = []
+    worker = client.app.state.worker
+    real = worker.remover
+
+    def counting(source: str):
+        remover = real(source)
+        predict = remover.predict
+
+        def wrapped(decoded, *args, **kwargs):
+            calls.append(len(decoded))
+            return predict(decoded, *args, **kwargs)
+
+        remover.predict = wrapped
+        return remover
+
+    worker.remover = counting
+    worker.start()
+    for request_id in ids:
+        wait_completed(client, f"/queue/fal-ai/birefnet/requests/{request_id}/status")
+    assert calls == [3]

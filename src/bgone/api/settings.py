@@ -28,6 +28,7 @@ class ServerSettings(BaseSettings):
     dtype: str = "float32"
     batch_size: int = 4
     max_models: int = 2
+    model_memory_mb: int | None = Field(default=None, description="evict least recently used models beyond this")
     warm_model: str | None = "General Use (Light)"  # loaded at start-up for /ready; None: lazy
     max_image_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 40_000_000
