@@ -111,6 +111,7 @@ def test_fifo_ties_break_by_insertion_order(store: SQLiteJobStore, monkeypatch: 
     monkeypatch.setattr(time, "time", lambda: 1_000.0)  # identical created_at for all
     jobs = [submit(store) for _ in range(4)]
     monkeypatch.undo()
+    assert {store.get(j.request_id).created_at for j in jobs} == {1_000.0}
     assert [store.queue_position(j.request_id) for j in jobs] == [0, 1, 2, 3]
     assert [j.request_id for j in store.claim("w", limit=4)] == [j.request_id for j in jobs]
 

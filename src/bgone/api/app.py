@@ -208,7 +208,8 @@ def create_app(
             current = store.get(job.request_id)
             if current is not None and current.status == TERMINAL:
                 return replay(current)
-            await asyncio.to_thread(store.wait, job.request_id, timeout=1.0)
+            since = current.version if current is not None else None
+            await asyncio.to_thread(store.wait, job.request_id, timeout=5.0, since=since)
 
     async def run_queue(request: Request, endpoint: str, body: Any) -> JSONResponse:
         job = submit(request, endpoint, body, sync=False)
@@ -276,7 +277,7 @@ def create_app(
                     yield f"data: {text}\n\n".encode()
                 if job.status == TERMINAL or await request.is_disconnected():
                     return
-                await asyncio.to_thread(store.wait, request_id, timeout=1.0)
+                await asyncio.to_thread(store.wait, request_id, timeout=5.0, since=job.version)
 
         return StreamingResponse(
             events(),

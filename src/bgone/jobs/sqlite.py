@@ -258,6 +258,7 @@ class SQLiteJobStore:
             start_deadline=start_deadline,
             webhook_url=webhook_url,
             keep_history=keep_history,
+            created_at=time.time(),
         )
         values = {
             "request_id": job.request_id,
