@@ -42,7 +42,21 @@ class OutputFormat(StrEnum):
     gif = "gif"
 
 
-IMAGE_URL_DESCRIPTION = "URL of the image to remove background from"
+# Fields both endpoints share, declared once; each model lists them itself because the order of the
+# fields is part of the schema (x-fal-order-properties).
+OUTPUT_MASK = Field(default=False, description="Whether to output the mask used to remove the background")
+REFINE_FOREGROUND = Field(default=True, description="Whether to refine the foreground using the estimated mask")
+SYNC_MODE = Field(
+    default=False,
+    description="If True, the media will be returned as a data URI and the output data won't be available in the "
+    "request history.",
+)
+IMAGE_URL = Field(
+    description="URL of the image to remove background from",
+    examples=[EXAMPLE_INPUT],
+    json_schema_extra={"ui": {"field": "image"}},
+)
+OUTPUT_FORMAT = Field(default=OutputFormat.png, description="The format of the output image")
 
 
 class BirefnetInput(BaseModel):
@@ -60,19 +74,11 @@ class BirefnetInput(BaseModel):
         description="The resolution to operate on. The higher the resolution, the more accurate the output will be "
         "for high res input images.",
     )
-    output_mask: bool = Field(default=False, description="Whether to output the mask used to remove the background")
-    refine_foreground: bool = Field(
-        default=True, description="Whether to refine the foreground using the estimated mask"
-    )
-    sync_mode: bool = Field(
-        default=False,
-        description="If True, the media will be returned as a data URI and the output data won't be available in the "
-        "request history.",
-    )
-    image_url: str = Field(
-        description=IMAGE_URL_DESCRIPTION, examples=[EXAMPLE_INPUT], json_schema_extra={"ui": {"field": "image"}}
-    )
-    output_format: OutputFormat = Field(default=OutputFormat.png, description="The format of the output image")
+    output_mask: bool = OUTPUT_MASK
+    refine_foreground: bool = REFINE_FOREGROUND
+    sync_mode: bool = SYNC_MODE
+    image_url: str = IMAGE_URL
+    output_format: OutputFormat = OUTPUT_FORMAT
 
     @property
     def mask_only(self) -> bool:
@@ -96,19 +102,11 @@ class BirefnetV2Input(BaseModel):
         description="The resolution to operate on. The higher the resolution, the more accurate the output will be "
         "for high res input images. The '2304x2304' option is only available for the 'General Use (Dynamic)' model.",
     )
-    output_mask: bool = Field(default=False, description="Whether to output the mask used to remove the background")
-    refine_foreground: bool = Field(
-        default=True, description="Whether to refine the foreground using the estimated mask"
-    )
-    sync_mode: bool = Field(
-        default=False,
-        description="If True, the media will be returned as a data URI and the output data won't be available in the "
-        "request history.",
-    )
-    image_url: str = Field(
-        description=IMAGE_URL_DESCRIPTION, examples=[EXAMPLE_INPUT], json_schema_extra={"ui": {"field": "image"}}
-    )
-    output_format: OutputFormat = Field(default=OutputFormat.png, description="The format of the output image")
+    output_mask: bool = OUTPUT_MASK
+    refine_foreground: bool = REFINE_FOREGROUND
+    sync_mode: bool = SYNC_MODE
+    image_url: str = IMAGE_URL
+    output_format: OutputFormat = OUTPUT_FORMAT
     mask_only: bool = Field(
         default=False,
         description="Whether to output only the mask. If True, the image output is the segmentation mask and "
