@@ -52,6 +52,16 @@ report["result"] = handle.get()
 report["module_status"] = type(fal_client.status("fal-ai/birefnet", handle.request_id, with_logs=False)).__name__
 report["module_result"] = fal_client.result("fal-ai/birefnet", handle.request_id)
 
+# Cancel: a low-priority request queued behind several others is still waiting when cancelled.
+ahead = [fal_client.submit("fal-ai/birefnet/v2", arguments=args) for _ in range(6)]
+victim = fal_client.submit("fal-ai/birefnet/v2", arguments=args, priority="low")
+victim.cancel()
+try:
+    victim.get()
+except fal_client.client.FalClientHTTPError as exc:
+    report["cancelled"] = {"status": exc.status_code, "message": exc.message}
+report["ahead_done"] = sum(1 for h in ahead if "image" in h.get())
+
 try:
     fal_client.run("fal-ai/birefnet/v2", arguments={"image_url": data_uri, "model": "Nope"})
 except fal_client.client.FalClientHTTPError as exc:

@@ -149,6 +149,7 @@ def check_common(report: dict, base: str) -> None:
     assert report["validation_error"]["status"] == 422
     assert report["validation_error"]["message"][0]["loc"] == ["body", "model"]
     assert report["bad_image"]["status"] == 422
+    assert report["cancelled"]["status"] == 499 and report["ahead_done"] == 6
 
 
 def test_stock_fal_client_over_tls(tmp_path: Path, lite_checkpoint: Path, photo: Path) -> None:
