@@ -396,3 +396,28 @@ def test_batched_requests_share_a_forward_pass(make_client) -> None:
     for request_id in ids:
         wait_completed(client, f"/queue/fal-ai/birefnet/requests/{request_id}/status")
     assert calls == [3]
+
+
+class Redirector(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", "http://localhost:9/internal.png")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_redirect_to_a_private_address_is_refused(make_client) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # The first host is explicitly allowed; the redirect target is not, and is checked again.
+        client = make_client(allow_private_urls=False, allowed_hosts=["127.0.0.1"])
+        url = f"http://127.0.0.1:{server.server_address[1]}/photo.png"
+        response = client.post("/fal-ai/birefnet/v2", json={"image_url": url})
+        assert response.status_code == 422
+        message = response.json()["detail"][0]["msg"]
+        assert "refusing" in message and "localhost" in message
+    finally:
+        server.shutdown()
