@@ -19,6 +19,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -26,6 +27,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..jobs import CancelOutcome, Job, JobStatus, JobStore, Priority, open_job_store
@@ -380,6 +382,23 @@ def create_app(
             }
             for job in store.history(limit=min(max(limit, 1), 500), offset=max(offset, 0))
         ]
+
+    # -- the playground: static files shipped in the package, no CDN ------------------------------
+    web_root = Path(__file__).resolve().parent.parent / "web"
+    app.mount("/ui", StaticFiles(directory=web_root), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    async def playground() -> FileResponse:
+        return FileResponse(web_root / "index.html", media_type="text/html", headers={"cache-control": "no-cache"})
+
+    @app.get("/api/limits", tags=["ops"])
+    async def limits() -> dict[str, Any]:
+        """What the playground checks before uploading."""
+        return {
+            "max_image_bytes": settings.max_image_bytes,
+            "max_image_pixels": settings.max_image_pixels,
+            "auth_required": not settings.open_access,
+        }
 
     @app.exception_handler(_HTTPError)
     async def http_error(request: Request, exc: _HTTPError) -> JSONResponse:
