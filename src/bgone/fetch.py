@@ -110,6 +110,17 @@ def _check_target(url: httpx.URL, *, allow_private: bool, allowed_hosts: frozens
     return addresses[0]
 
 
+def check_destination(url: str, *, allow_private: bool = False, allowed_hosts: Collection[str] = ()) -> None:
+    """Raise :class:`FileDownloadError` if ``url`` may not be contacted under the address policy
+    (used for webhook targets, which are POSTed to rather than fetched)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise FileDownloadError(f"invalid URL {url!r}: {exc}") from None
+    hosts = frozenset(h.lower().rstrip(".") for h in allowed_hosts)
+    _check_target(parsed, allow_private=allow_private, allowed_hosts=hosts)
+
+
 def _build_request(client: httpx.Client, url: httpx.URL, ip: str | None, timeout: float) -> httpx.Request:
     headers = {"User-Agent": _USER_AGENT, "Accept": "image/*,*/*;q=0.8"}
     extensions: dict[str, object] = {}

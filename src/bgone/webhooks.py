@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from .fetch import _address_problem, _resolve  # the same address policy as image downloads
+from .errors import FileDownloadError
+from .fetch import check_destination  # the same address policy as image downloads
 
 logger = logging.getLogger("bgone.webhooks")
 
@@ -52,20 +53,9 @@ class WebhookSender:
     def check_url(self, url: str) -> str | None:
         """Why ``url`` may not receive webhooks, or None when it may."""
         try:
-            parsed = httpx.URL(url)
-        except Exception:
-            return f"invalid webhook URL {url!r}"
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            return f"webhook URL must be http(s): {url!r}"
-        if self.allow_private or parsed.host.lower() in self.allowed_hosts:
-            return None
-        try:
-            addresses = _resolve(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), parsed)
-        except Exception as exc:
-            return str(exc)
-        for address in addresses:
-            if problem := _address_problem(address):
-                return f"refusing to send webhooks to {parsed.host}: {address} is {problem}"
+            check_destination(url, allow_private=self.allow_private, allowed_hosts=self.allowed_hosts)
+        except FileDownloadError as exc:
+            return str(exc).replace("refusing to fetch", "refusing to send webhooks to", 1)
         return None
 
     def send(self, request_id: str, url: str, status_code: int, body: Any) -> None:

@@ -421,3 +421,15 @@ def test_a_redirect_to_a_private_address_is_refused(make_client) -> None:
         assert "refusing" in message and "localhost" in message
     finally:
         server.shutdown()
+
+
+def test_webhooks_to_private_addresses_are_refused_at_submit(make_client) -> None:
+    client = make_client(allow_private_urls=False)
+    response = client.post(
+        "/queue/fal-ai/birefnet/v2",
+        params={"fal_webhook": "http://127.0.0.1:9/hook"},
+        json={"image_url": png_data_uri()},
+    )
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["query", "fal_webhook"] and "refusing to send webhooks to" in detail["msg"]

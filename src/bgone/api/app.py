@@ -63,7 +63,7 @@ def _status_body(job: Job, queue_base: str, store: JobStore, *, with_logs: bool)
         "response_url": base,
         "status_url": f"{base}/status",
         "cancel_url": f"{base}/cancel",
-        "logs": [vars(entry) if not isinstance(entry, dict) else entry for entry in job.logs] if with_logs else None,
+        "logs": [entry.to_dict() for entry in job.logs] if with_logs else None,
     }
     if job.status == JobStatus.IN_QUEUE:
         body["queue_position"] = store.queue_position(job.request_id) or 0
