@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -327,7 +328,8 @@ def create_app(
     @app.post("/files/upload", dependencies=auth, tags=["files"])
     async def upload(request: Request) -> dict[str, str]:
         data = await _read_limited(request, settings.max_image_bytes)
-        name = request.headers.get("x-fal-file-name") or "upload.bin"
+        # Browsers can only send ASCII headers, so the playground percent-encodes names.
+        name = unquote(request.headers.get("x-fal-file-name") or "") or "upload.bin"
         content_type = request.headers.get("content-type", "application/octet-stream")
         stored = storage.put(data, file_name=name, content_type=content_type, prefix="uploads")
         return {"access_url": f"{_base_url(request)}/files/{stored.key}"}
