@@ -205,6 +205,15 @@ def serve(
         int | None,
         typer.Option("--max-operating-side", min=32, help="Cap every operating resolution's side (small CPU boxes)."),
     ] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", help="redis://host:port/db (default: SQLite in --data-dir).")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="s3://bucket/prefix (default: files in --data-dir).")
+    ] = None,
+    role: Annotated[
+        str | None, typer.Option("--role", help="all (API and worker) or api (no model loaded here).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="A TOML or JSON file with any of these settings.")
     ] = None,
@@ -235,6 +244,9 @@ def serve(
         "model_map": load_model_map(model_map) if model_map else None,
         "max_operating_side": max_operating_side,
         "model_memory_mb": model_memory_mb,
+        "queue": queue,
+        "storage": storage,
+        "role": role,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     if warm_model is not None:
@@ -255,6 +267,90 @@ def serve(
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
         ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
     )
+
+
+@app.command()
+def worker(
+    queue: Annotated[
+        str | None, typer.Option("--queue", help="redis://host:port/db (default: the SQLite queue in --data-dir).")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="s3://bucket/prefix (default: files in --data-dir).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="For the embedded SQLite queue and local files.")
+    ] = None,
+    model_map: Annotated[
+        Path | None, typer.Option("--model-map", help="JSON: fal model name -> registry name or checkpoint path.")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps: one worker process per GPU.")
+    ] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Queued requests batched per forward pass.")
+    ] = None,
+    max_models: Annotated[int | None, typer.Option("--max-models", min=1, help="Models kept loaded (LRU).")] = None,
+    model_memory_mb: Annotated[
+        int | None, typer.Option("--model-memory-mb", min=1, help="Memory budget for loaded models.")
+    ] = None,
+    warm_model: Annotated[
+        str | None, typer.Option("--warm-model", help="Model loaded at start-up; 'none' to load lazily.")
+    ] = None,
+    allow_private_urls: Annotated[
+        bool | None, typer.Option("--allow-private-urls", help="Let image URLs and webhooks reach private addresses.")
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None, typer.Option("--allowed-host", help="A host that may be private (repeatable).")
+    ] = None,
+    max_operating_side: Annotated[
+        int | None, typer.Option("--max-operating-side", min=32, help="Cap every operating resolution's side.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A TOML or JSON file with any of these settings.")
+    ] = None,
+) -> None:
+    """Run an inference worker: pull queued requests, run them, store results. Stops cleanly on SIGTERM."""
+    import signal
+
+    from .api.settings import ServerSettings, load_config_file, load_model_map
+    from .jobs import open_job_store
+    from .storage import open_storage
+    from .worker import InferenceWorker
+
+    values: dict[str, object] = load_config_file(config) if config else {}
+    flags = {
+        "queue": queue,
+        "storage": storage,
+        "data_dir": data_dir,
+        "device": device,
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "max_models": max_models,
+        "model_memory_mb": model_memory_mb,
+        "allow_private_urls": allow_private_urls,
+        "allowed_hosts": allowed_host or None,
+        "max_operating_side": max_operating_side,
+        "model_map": load_model_map(model_map) if model_map else None,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if warm_model is not None:
+        values["warm_model"] = None if warm_model.lower() == "none" else warm_model
+    settings = ServerSettings(open_access=True, **values)  # a worker serves no HTTP: keys do not apply
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_job_store(settings.queue, settings.data_dir)
+    inference = InferenceWorker(settings, store, open_storage(settings.storage, settings.data_dir))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: inference.request_stop())
+    err_console.print(
+        f"bgone worker {inference.worker_id}: queue {settings.queue or settings.database_path}, "
+        f"storage {settings.storage or settings.data_dir / 'files'}",
+        highlight=False,
+    )
+    inference.run()
+    inference.webhooks.close()
+    store.close()
+    err_console.print(f"bgone worker {inference.worker_id}: stopped", highlight=False)
 
 
 @models_app.command("list")

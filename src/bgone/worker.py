@@ -94,9 +94,17 @@ class InferenceWorker:
         self._thread = threading.Thread(target=self._run_forever, name="bgone-worker", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def run(self) -> None:
+        """Run in the calling thread until :meth:`stop` (``bgone worker``)."""
+        self._run_forever()
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand, then leave the loop (SIGTERM)."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
         self.webhooks.close()
@@ -111,6 +119,8 @@ class InferenceWorker:
         last_purge = 0.0
         while not self._stop.is_set():
             try:
+                if hasattr(self.store, "reclaim_expired"):
+                    self.store.reclaim_expired()
                 for job in self.store.expire_start_deadlines():
                     self._after_complete(job)
                 if time.time() - last_purge > 60:
@@ -161,6 +171,22 @@ class InferenceWorker:
 
     # -- one batch -------------------------------------------------------------------------------
     def run_batch(self, jobs: list[Job]) -> None:
+        # Shared queues (Redis) lease claimed jobs: keep the lease alive while this batch runs.
+        beating = threading.Event()
+        if hasattr(self.store, "heartbeat"):
+            ids = [job.request_id for job in jobs]
+
+            def beat() -> None:
+                while not beating.wait(max(1.0, getattr(self.store, "lease_seconds", 30.0) / 3)):
+                    self.store.heartbeat(self.worker_id, ids)
+
+            threading.Thread(target=beat, name="bgone-heartbeat", daemon=True).start()
+        try:
+            self._run_batch(jobs)
+        finally:
+            beating.set()
+
+    def _run_batch(self, jobs: list[Job]) -> None:
         prepared: list[Prepared] = []
         for job in jobs:
             try:
@@ -263,7 +289,8 @@ class InferenceWorker:
             else:
                 stored = self.storage.put(data, file_name=name, content_type=mime)
                 keys.append(stored.key)
-                url = f"{item.job.payload.get('base_url', '')}{FILES_PREFIX}{stored.key}"
+                presigned = getattr(self.storage, "url_for", lambda key: None)(stored.key)
+                url = presigned or f"{item.job.payload.get('base_url', '')}{FILES_PREFIX}{stored.key}"
             width, height = frames[0].size
             return ImageFile(
                 url=url, content_type=mime, file_name=name, file_size=len(data), width=width, height=height

@@ -93,8 +93,8 @@ def create_app(
             "or --open to accept requests without a key (local use only)"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = store or open_job_store(None, settings.data_dir)
-    storage = storage or open_storage(None, settings.data_dir)
+    store = store or open_job_store(settings.queue, settings.data_dir)
+    storage = storage or open_storage(settings.storage, settings.data_dir)
     metrics = Metrics(store)
     from ..worker import InferenceWorker, batch_key_for
 
@@ -103,14 +103,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        recovered = store.recover()
+        recovered = store.recover() if settings.queue is None else []  # shared queues reclaim by lease
         if recovered:
             logger.warning("re-queued %d request(s) that were running when the server stopped", len(recovered))
         if settings.open_access:
             logger.warning("!" * 72)
             logger.warning("bgone is running in OPEN mode: no API key is required. Use this on trusted networks only.")
             logger.warning("!" * 72)
-        if settings.start_worker:
+        if settings.runs_worker:
             worker.start()
         yield
         worker.stop()
@@ -361,6 +361,8 @@ def create_app(
 
     @app.get("/ready", tags=["ops"])
     async def ready() -> JSONResponse:
+        if settings.role == "api":
+            return JSONResponse({"status": "ready", "role": "api"})
         if worker.ready:
             return JSONResponse({"status": "ready"})
         state = "error" if worker.ready_error else "loading"

@@ -45,6 +45,20 @@ class ServerSettings(BaseSettings):
     webhook_timeout: float = 15.0
     cors_origins: list[str] = Field(default_factory=list)
     start_worker: bool = True
+    queue: str | None = Field(default=None, description="redis://host:port/db; default: SQLite in data_dir")
+    storage: str | None = Field(default=None, description="s3://bucket/prefix; default: files in data_dir")
+    role: str = Field(default="all", description="all: API and worker; api: no model is ever loaded here")
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if value not in ("all", "api"):
+            raise ValueError("role must be 'all' or 'api'")
+        return value
+
+    @property
+    def runs_worker(self) -> bool:
+        return self.start_worker and self.role == "all"
 
     @field_validator("api_keys", "allowed_hosts", "cors_origins", mode="before")
     @classmethod
