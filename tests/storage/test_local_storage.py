@@ -175,6 +175,6 @@ def test_open_storage(tmp_path: Path) -> None:
     explicit = open_storage(f"file://{tmp_path}/blobs", tmp_path)
     assert isinstance(explicit, LocalStorage) and explicit.root == (tmp_path / "blobs").resolve()
     with pytest.raises(ValueError, match="not available yet"):
-        open_storage("s3://bucket/prefix", tmp_path)
+        open_storage("gs://bucket/prefix", tmp_path)
     with pytest.raises(ValueError):
         open_storage("ftp://host/x", tmp_path)

@@ -1,0 +1,126 @@
+"""Two API nodes and two workers on Redis and an S3-compatible store (moto's server: no MinIO is
+installable here), all real processes on loopback: the queue semantics hold across nodes and nothing
+is lost when a worker or an API node dies."""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import synthetic_photo
+
+pytest.importorskip("redis")
+pytest.importorskip("boto3")
+pytest.importorskip("moto")
+if shutil.which("redis-server") is None:
+    pytest.skip("redis-server is not installed", allow_module_level=True)
+
+from cluster import Cluster
+
+
+def data_uri(seed: int = 0, frames: int = 1) -> str:
+    buf = io.BytesIO()
+    images = [synthetic_photo(96, 64, seed + i) for i in range(frames)]
+    if frames == 1:
+        images[0].save(buf, "PNG")
+        mime = "image/png"
+    else:
+        images[0].save(buf, "GIF", save_all=True, append_images=images[1:], duration=40)
+        mime = "image/gif"
+    return f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, lite_checkpoint: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, lite_checkpoint)
+    try:
+        c.start_services()
+        yield c
+    finally:
+        c.stop()
+
+
+def submit(base: str, payload: dict) -> dict:
+    response = httpx.post(f"{base}/queue/fal-ai/birefnet/v2", json=payload, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_done(base: str, request_id: str, timeout: float = 120) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        body = httpx.get(f"{base}/queue/fal-ai/birefnet/requests/{request_id}/status", timeout=30).json()
+        if body["status"] == "COMPLETED":
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"{request_id} not completed: {body}")
+
+
+def test_submit_on_one_node_poll_on_the_other(cluster: Cluster) -> None:
+    a, b = cluster.start_api("api-a"), cluster.start_api("api-b")
+    cluster.start_worker("worker-1")
+    job = submit(a, {"image_url": data_uri(), "output_mask": True})
+    done = wait_done(b, job["request_id"])
+    assert done["metrics"]["inference_time"] > 0
+    result = httpx.get(f"{b}/queue/fal-ai/birefnet/requests/{job['request_id']}", timeout=30).json()
+    image = httpx.get(result["image"]["url"], timeout=30)  # stored in S3, served by the API node
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    # SSE on the node that did not take the request sees the completion too.
+    with httpx.stream("GET", f"{b}/queue/fal-ai/birefnet/requests/{job['request_id']}/status/stream", timeout=30) as s:
+        assert any('"COMPLETED"' in line for line in s.iter_lines())
+    # Cancel across nodes: queued on A (no worker free for it yet), cancelled on B.
+    cluster.kill("worker-1")
+    queued = submit(a, {"image_url": data_uri(1)})
+    assert httpx.put(f"{b}/queue/fal-ai/birefnet/requests/{queued['request_id']}/cancel", timeout=30).status_code == 202
+    assert httpx.get(f"{a}/queue/fal-ai/birefnet/requests/{queued['request_id']}", timeout=30).status_code == 499
+
+
+def test_a_killed_worker_loses_nothing(cluster: Cluster) -> None:
+    api = cluster.start_api("api-a")
+    victim = cluster.start_worker("worker-1")
+    # A long animated job, so that the worker is surely mid-job when killed.
+    job = submit(api, {"image_url": data_uri(0, frames=60)})
+    deadline = time.time() + 60
+    while (
+        httpx.get(f"{api}/queue/fal-ai/birefnet/requests/{job['request_id']}/status", timeout=30).json()["status"]
+        != "IN_PROGRESS"
+    ):
+        assert time.time() < deadline, "never started"
+        time.sleep(0.05)
+    cluster.kill("worker-1")
+    assert victim.returncode is not None
+    cluster.start_worker("worker-2")
+    done = wait_done(api, job["request_id"], timeout=180)
+    assert "error" not in done, done
+    result = httpx.get(f"{api}/queue/fal-ai/birefnet/requests/{job['request_id']}", timeout=30)
+    assert result.status_code == 200
+
+
+def test_api_restart_and_200_jobs_exactly_once(cluster: Cluster) -> None:
+    a, b = cluster.start_api("api-a"), cluster.start_api("api-b")
+    cluster.start_worker("worker-1")
+    cluster.start_worker("worker-2")
+    ids = [
+        submit(a if i % 2 else b, {"image_url": data_uri(i % 7), "sync_mode": True})["request_id"] for i in range(100)
+    ]
+    cluster.kill("api-a", sig=15)  # restart an API node in the middle of the run
+    a = cluster.start_api("api-a")
+    ids += [
+        submit(a if i % 2 else b, {"image_url": data_uri(i % 7), "sync_mode": True})["request_id"] for i in range(100)
+    ]
+    assert len(set(ids)) == 200
+    results = {}
+    for request_id in ids:
+        wait_done(a if len(results) % 2 else b, request_id, timeout=300)
+        response = httpx.get(f"{a}/queue/fal-ai/birefnet/requests/{request_id}", timeout=30)
+        assert response.status_code == 200, response.text
+        results[request_id] = response.json()
+    assert len(results) == 200
+    assert all(r["image"]["url"].startswith("data:image/png") for r in results.values())
