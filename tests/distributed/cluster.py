@@ -61,7 +61,7 @@ class Cluster:
 
     @property
     def queue_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0?lease={self.lease_seconds}"
+        return f"redis://127.0.0.1:{self.redis_port}/0?lease_seconds={self.lease_seconds}"
 
     @property
     def storage_url(self) -> str:

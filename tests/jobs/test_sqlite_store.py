@@ -398,7 +398,7 @@ def test_open_job_store(tmp_path: Path) -> None:
     explicit = open_job_store(f"sqlite:///{tmp_path}/q/jobs.db", tmp_path)
     assert isinstance(explicit, SQLiteJobStore) and explicit.path == tmp_path / "q" / "jobs.db"
     explicit.close()
-    with pytest.raises(ValueError, match="queue backend 'redis' is not available yet"):
-        open_job_store("redis://localhost:6379/0", tmp_path)
+    with pytest.raises(ValueError, match="unsupported queue backend 'postgres'"):
+        open_job_store("postgres://localhost/db", tmp_path)
     with pytest.raises(ValueError):
         open_job_store("sqlite:///:memory:", tmp_path)
