@@ -129,7 +129,9 @@ class Cluster:
         wait_until(lambda: httpx.get(f"{base}/health", timeout=1).status_code == 200, 60, name)
         return base
 
-    def start_worker(self, name: str) -> subprocess.Popen:
+    def start_worker(self, name: str, operating_side: int = 64, threads: int | None = None) -> subprocess.Popen:
+        if threads is not None:  # a share of the cores, so that workers do not fight over the same threads
+            self.env["OMP_NUM_THREADS"] = str(threads)
         return self._spawn(
             name,
             [
@@ -150,7 +152,7 @@ class Cluster:
                 "--device",
                 "cpu",
                 "--max-operating-side",
-                "64",
+                str(operating_side),
                 "--batch-size",
                 "4",
                 "--allow-private-urls",
