@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import typer
@@ -17,6 +17,9 @@ from rich.table import Table
 from . import __version__
 from .errors import BgoneError
 from .zoo import FAL_MODEL_MAP, REGISTRY, Variant, fetch_weights, find_local, register, verify_checksum
+
+if TYPE_CHECKING:
+    from .api.settings import ServerSettings
 
 app = typer.Typer(help="bgone: self-hosted background removal on BiRefNet.", no_args_is_help=True)
 models_app = typer.Typer(help="List, download, verify and describe BiRefNet checkpoints.", no_args_is_help=True)
@@ -107,7 +110,7 @@ def remove(
         output_mask=mask,
         mask_only=mask_only,
         background=bg,
-        crop=crop,  # type: ignore[arg-type]
+        crop=crop,
     )
     items = expand_inputs(inputs)
     if not items:
@@ -153,6 +156,55 @@ def remove(
         raise typer.Exit(1)
 
 
+# Options that `serve` and `worker` share: declared once, so both commands speak the same language.
+QueueOpt = Annotated[str | None, typer.Option("--queue", help="redis://host:port/db (default: SQLite in --data-dir).")]
+StorageOpt = Annotated[
+    str | None, typer.Option("--storage", help="s3://bucket/prefix[?presign=1] (default: files in --data-dir).")
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="SQLite queue/history and stored files. [default: ./bgone-data]")
+]
+ModelMapOpt = Annotated[
+    Path | None, typer.Option("--model-map", help="JSON: fal model name -> registry name or checkpoint path.")
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps. [default: auto]")]
+DtypeOpt = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16. [default: float32]")]
+BatchSizeOpt = Annotated[
+    int | None, typer.Option("--batch-size", min=1, help="Queued requests batched per forward pass. [default: 4]")
+]
+MaxModelsOpt = Annotated[int | None, typer.Option("--max-models", min=1, help="Models kept loaded (LRU). [default: 2]")]
+ModelMemoryOpt = Annotated[
+    int | None, typer.Option("--model-memory-mb", min=1, help="Memory budget for loaded models (LRU eviction).")
+]
+WarmModelOpt = Annotated[
+    str | None, typer.Option("--warm-model", help="Model loaded at start-up (for /ready); 'none' to load lazily.")
+]
+AllowPrivateOpt = Annotated[
+    bool | None, typer.Option("--allow-private-urls", help="Let image URLs and webhooks reach private addresses.")
+]
+AllowedHostOpt = Annotated[
+    list[str] | None, typer.Option("--allowed-host", help="A host that may be private (repeatable).")
+]
+MaxSideOpt = Annotated[
+    int | None,
+    typer.Option("--max-operating-side", min=32, help="Cap every operating resolution's side (small CPU boxes)."),
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="A TOML or JSON file with any of these settings.")]
+
+
+def _settings(config: Path | None, model_map: Path | None, warm_model: str | None, **flags: object) -> ServerSettings:
+    """Config file, then environment (pydantic-settings), then the flags that were given."""
+    from .api.settings import ServerSettings, load_config_file, load_model_map
+
+    values: dict[str, object] = load_config_file(config) if config else {}
+    if model_map:
+        flags["model_map"] = load_model_map(model_map)
+    values.update({k: v for k, v in flags.items() if v not in (None, [])})
+    if warm_model is not None:
+        values["warm_model"] = None if warm_model.lower() == "none" else warm_model
+    return ServerSettings(**values)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on. [default: 127.0.0.1]")] = None,
@@ -162,9 +214,7 @@ def serve(
         typer.Option("--ssl-certfile", help="TLS certificate (PEM): serve HTTPS, which the stock fal_client needs."),
     ] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option("--ssl-keyfile", help="TLS private key (PEM).")] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="SQLite queue/history and stored files. [default: ./bgone-data]")
-    ] = None,
+    data_dir: DataDirOpt = None,
     key: Annotated[
         list[str] | None,
         typer.Option("--key", help="Accepted API key (repeatable); clients send `Authorization: Key KEY`."),
@@ -172,86 +222,59 @@ def serve(
     open_access: Annotated[
         bool | None, typer.Option("--open", help="Accept requests without a key (local use only).")
     ] = None,
-    model_map: Annotated[
-        Path | None, typer.Option("--model-map", help="JSON: fal model name -> registry name or checkpoint path.")
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps. [default: auto]")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16. [default: float32]")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Queued requests batched per forward pass. [default: 4]")
-    ] = None,
-    max_models: Annotated[
-        int | None, typer.Option("--max-models", min=1, help="Models kept loaded (LRU). [default: 2]")
-    ] = None,
-    warm_model: Annotated[
-        str | None, typer.Option("--warm-model", help="Model loaded at start-up for /ready; 'none' to load lazily.")
-    ] = None,
-    allow_private_urls: Annotated[
-        bool | None, typer.Option("--allow-private-urls", help="Let image URLs and webhooks reach private addresses.")
-    ] = None,
-    allowed_host: Annotated[
-        list[str] | None, typer.Option("--allowed-host", help="A host that may be private (repeatable).")
-    ] = None,
+    model_map: ModelMapOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    batch_size: BatchSizeOpt = None,
+    max_models: MaxModelsOpt = None,
+    model_memory_mb: ModelMemoryOpt = None,
+    warm_model: WarmModelOpt = None,
+    allow_private_urls: AllowPrivateOpt = None,
+    allowed_host: AllowedHostOpt = None,
+    max_operating_side: MaxSideOpt = None,
     retention_hours: Annotated[
         float | None, typer.Option("--retention-hours", help="Keep results and files this long. [default: 168]")
     ] = None,
     cors_origin: Annotated[
         list[str] | None, typer.Option("--cors-origin", help="Allowed CORS origin (repeatable).")
     ] = None,
-    model_memory_mb: Annotated[
-        int | None, typer.Option("--model-memory-mb", min=1, help="Memory budget for loaded models (LRU eviction).")
-    ] = None,
-    max_operating_side: Annotated[
-        int | None,
-        typer.Option("--max-operating-side", min=32, help="Cap every operating resolution's side (small CPU boxes)."),
-    ] = None,
-    queue: Annotated[
-        str | None, typer.Option("--queue", help="redis://host:port/db (default: SQLite in --data-dir).")
-    ] = None,
-    storage: Annotated[
-        str | None, typer.Option("--storage", help="s3://bucket/prefix (default: files in --data-dir).")
-    ] = None,
+    queue: QueueOpt = None,
+    storage: StorageOpt = None,
     role: Annotated[
         str | None, typer.Option("--role", help="all (API and worker) or api (no model loaded here).")
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="A TOML or JSON file with any of these settings.")
-    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Run the fal-compatible service (fal-ai/birefnet and /v2: sync, queue, files)."""
     import uvicorn
 
     from .api.app import create_app
-    from .api.settings import ServerSettings, load_config_file, load_model_map
 
-    values: dict[str, object] = load_config_file(config) if config else {}
-    flags = {
-        "host": host,
-        "port": port,
-        "ssl_certfile": ssl_certfile,
-        "ssl_keyfile": ssl_keyfile,
-        "data_dir": data_dir,
-        "api_keys": key or None,
-        "open_access": open_access,
-        "device": device,
-        "dtype": dtype,
-        "batch_size": batch_size,
-        "max_models": max_models,
-        "allow_private_urls": allow_private_urls,
-        "allowed_hosts": allowed_host or None,
-        "cors_origins": cors_origin or None,
-        "retention_seconds": retention_hours * 3600 if retention_hours is not None else None,
-        "model_map": load_model_map(model_map) if model_map else None,
-        "max_operating_side": max_operating_side,
-        "model_memory_mb": model_memory_mb,
-        "queue": queue,
-        "storage": storage,
-        "role": role,
-    }
-    values.update({k: v for k, v in flags.items() if v is not None})
-    if warm_model is not None:
-        values["warm_model"] = None if warm_model.lower() == "none" else warm_model
-    settings = ServerSettings(**values)
+    settings = _settings(
+        config,
+        model_map,
+        warm_model,
+        host=host,
+        port=port,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        data_dir=data_dir,
+        api_keys=key,
+        open_access=open_access,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        max_models=max_models,
+        model_memory_mb=model_memory_mb,
+        allow_private_urls=allow_private_urls,
+        allowed_hosts=allowed_host,
+        max_operating_side=max_operating_side,
+        cors_origins=cors_origin,
+        retention_seconds=retention_hours * 3600 if retention_hours is not None else None,
+        queue=queue,
+        storage=storage,
+        role=role,
+    )
     app_instance = create_app(settings)
     scheme = "https" if settings.ssl_certfile else "http"
     err_console.print(
@@ -271,72 +294,45 @@ def serve(
 
 @app.command()
 def worker(
-    queue: Annotated[
-        str | None, typer.Option("--queue", help="redis://host:port/db (default: the SQLite queue in --data-dir).")
-    ] = None,
-    storage: Annotated[
-        str | None, typer.Option("--storage", help="s3://bucket/prefix (default: files in --data-dir).")
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="For the embedded SQLite queue and local files.")
-    ] = None,
-    model_map: Annotated[
-        Path | None, typer.Option("--model-map", help="JSON: fal model name -> registry name or checkpoint path.")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps: one worker process per GPU.")
-    ] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16.")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Queued requests batched per forward pass.")
-    ] = None,
-    max_models: Annotated[int | None, typer.Option("--max-models", min=1, help="Models kept loaded (LRU).")] = None,
-    model_memory_mb: Annotated[
-        int | None, typer.Option("--model-memory-mb", min=1, help="Memory budget for loaded models.")
-    ] = None,
-    warm_model: Annotated[
-        str | None, typer.Option("--warm-model", help="Model loaded at start-up; 'none' to load lazily.")
-    ] = None,
-    allow_private_urls: Annotated[
-        bool | None, typer.Option("--allow-private-urls", help="Let image URLs and webhooks reach private addresses.")
-    ] = None,
-    allowed_host: Annotated[
-        list[str] | None, typer.Option("--allowed-host", help="A host that may be private (repeatable).")
-    ] = None,
-    max_operating_side: Annotated[
-        int | None, typer.Option("--max-operating-side", min=32, help="Cap every operating resolution's side.")
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="A TOML or JSON file with any of these settings.")
-    ] = None,
+    queue: QueueOpt = None,
+    storage: StorageOpt = None,
+    data_dir: DataDirOpt = None,
+    model_map: ModelMapOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    batch_size: BatchSizeOpt = None,
+    max_models: MaxModelsOpt = None,
+    model_memory_mb: ModelMemoryOpt = None,
+    warm_model: WarmModelOpt = None,
+    allow_private_urls: AllowPrivateOpt = None,
+    allowed_host: AllowedHostOpt = None,
+    max_operating_side: MaxSideOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Run an inference worker: pull queued requests, run them, store results. Stops cleanly on SIGTERM."""
     import signal
 
-    from .api.settings import ServerSettings, load_config_file, load_model_map
     from .jobs import open_job_store
     from .storage import open_storage
     from .worker import InferenceWorker
 
-    values: dict[str, object] = load_config_file(config) if config else {}
-    flags = {
-        "queue": queue,
-        "storage": storage,
-        "data_dir": data_dir,
-        "device": device,
-        "dtype": dtype,
-        "batch_size": batch_size,
-        "max_models": max_models,
-        "model_memory_mb": model_memory_mb,
-        "allow_private_urls": allow_private_urls,
-        "allowed_hosts": allowed_host or None,
-        "max_operating_side": max_operating_side,
-        "model_map": load_model_map(model_map) if model_map else None,
-    }
-    values.update({k: v for k, v in flags.items() if v is not None})
-    if warm_model is not None:
-        values["warm_model"] = None if warm_model.lower() == "none" else warm_model
-    settings = ServerSettings(open_access=True, **values)  # a worker serves no HTTP: keys do not apply
+    settings = _settings(
+        config,
+        model_map,
+        warm_model,
+        open_access=True,  # a worker serves no HTTP: keys do not apply
+        queue=queue,
+        storage=storage,
+        data_dir=data_dir,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        max_models=max_models,
+        model_memory_mb=model_memory_mb,
+        allow_private_urls=allow_private_urls,
+        allowed_hosts=allowed_host,
+        max_operating_side=max_operating_side,
+    )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_job_store(settings.queue, settings.data_dir)
     inference = InferenceWorker(settings, store, open_storage(settings.storage, settings.data_dir))
@@ -536,7 +532,7 @@ def add(
         raise typer.BadParameter("patch order must be einops or legacy")
     size = None if resolution == "dynamic" else tuple(int(v) for v in resolution.lower().split("x"))
     model = build_model(read_state_dict(path), source=str(path))  # refuse files that do not load
-    register(name, path, patch_order=patch_order, resolution=size, persist=True)  # type: ignore[arg-type]
+    register(name, path, patch_order=patch_order, resolution=size, persist=True)
     console.print(f"[green]registered[/] {name}: {path} ({model.arch.backbone}, design {model.arch.design})")
 
 

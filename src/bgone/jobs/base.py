@@ -8,6 +8,7 @@ separate failed/cancelled state, a failed or cancelled request is ``COMPLETED`` 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -136,6 +137,34 @@ class Job:
     # Bumped by every change; pass it to JobStore.wait(since=…) so a change made between reading
     # the job and starting to wait is not missed.
     version: int = 0
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        endpoint: str,
+        app: str,
+        payload: dict[str, Any],
+        priority: Priority = Priority.NORMAL,
+        batch_key: str = "",
+        start_deadline: float | None = None,
+        webhook_url: str | None = None,
+        keep_history: bool = True,
+        request_id: str | None = None,
+    ) -> Job:
+        """A freshly submitted job (IN_QUEUE, created now), as every store's ``submit`` starts it."""
+        return cls(
+            request_id=request_id or str(uuid.uuid4()),
+            endpoint=endpoint,
+            app=app,
+            payload=payload,
+            priority=Priority(priority),
+            batch_key=batch_key,
+            start_deadline=start_deadline,
+            webhook_url=webhook_url,
+            keep_history=keep_history,
+            created_at=time.time(),
+        )
 
     @property
     def is_completed(self) -> bool:

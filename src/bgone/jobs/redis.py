@@ -35,7 +35,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -542,17 +541,16 @@ class RedisJobStore:
         keep_history: bool = True,
         request_id: str | None = None,
     ) -> Job:
-        job = Job(
-            request_id=request_id or str(uuid.uuid4()),
+        job = Job.new(
             endpoint=endpoint,
             app=app,
             payload=payload,
-            priority=Priority(priority),
+            priority=priority,
             batch_key=batch_key,
             start_deadline=start_deadline,
             webhook_url=webhook_url,
             keep_history=keep_history,
-            created_at=time.time(),
+            request_id=request_id,
         )
         fields: list[str] = [
             "request_id",

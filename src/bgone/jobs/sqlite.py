@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -248,17 +247,16 @@ class SQLiteJobStore:
         keep_history: bool = True,
         request_id: str | None = None,
     ) -> Job:
-        job = Job(
-            request_id=request_id or str(uuid.uuid4()),
+        job = Job.new(
             endpoint=endpoint,
             app=app,
             payload=payload,
-            priority=Priority(priority),
+            priority=priority,
             batch_key=batch_key,
             start_deadline=start_deadline,
             webhook_url=webhook_url,
             keep_history=keep_history,
-            created_at=time.time(),
+            request_id=request_id,
         )
         values = {
             "request_id": job.request_id,
