@@ -349,6 +349,55 @@ def worker(
     err_console.print(f"bgone worker {inference.worker_id}: stopped", highlight=False)
 
 
+@app.command()
+def bench(
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Registry names or checkpoint paths (repeatable).")
+    ] = None,
+    resolution: Annotated[
+        str, typer.Option("--resolution", "-r", help="Square sides, comma-separated (multiples of 32).")
+    ] = "1024",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="Comma-separated: float32, bfloat16, float16.")
+    ] = "float32,bfloat16",
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1",
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed forward passes per configuration.")] = 3,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed passes first.")] = 1,
+    seeded: Annotated[
+        bool, typer.Option("--seeded", help="Random stand-in weights of the model's architecture (no download).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per configuration.")] = False,
+) -> None:
+    """Latency, throughput, FLOP/s, peak memory and mask drift per model x resolution x dtype x batch,
+    each against float32 eager measured in the same run."""
+    from .bench import BenchConfig, markdown, run_configs
+    from .preprocess import parse_resolution
+
+    sizes = [int(v) for v in resolution.split(",") if v.strip()]
+    for size in sizes:
+        parse_resolution(size)  # multiples of 32, or a clear error
+    dtypes = [d.strip() for d in dtype.split(",") if d.strip()]
+    if "float32" not in dtypes:
+        dtypes.insert(0, "float32")  # the baseline every ratio is against
+    configs = [
+        BenchConfig(m, size, device, d, int(b), runs, warmup, seeded)
+        for m in (model or ["lite"])
+        for size in sizes
+        for d in dtypes
+        for b in batch.split(",")
+        if b.strip()
+    ]
+    results = run_configs(configs)
+    if as_json:
+        for row in results:
+            print(json.dumps(row))
+    else:
+        console.print(markdown(results), highlight=False, soft_wrap=True)
+    if any("error" in row for row in results):
+        raise typer.Exit(1)
+
+
 @models_app.command("list")
 def list_models(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model.")] = False) -> None:
     """Every registered model with its backbone, resolution, patch order and whether it is on disk."""

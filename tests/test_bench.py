@@ -1,0 +1,75 @@
+"""`bgone bench` as a user runs it (seeded weights, tiny sizes: this checks the tool, not the speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+REQUIRED = {
+    "model",
+    "resolution",
+    "device",
+    "dtype",
+    "batch",
+    "median_s",
+    "p90_s",
+    "peak_mem_mb",
+    "mask_mad_vs_float32",
+    "speedup_vs_float32",
+    "tflops_per_s",
+    "images_per_s",
+}
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bgone.cli", "bench", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_json_rows_with_baseline_ratio_and_mask_drift() -> None:
+    proc = bench(
+        "-m",
+        "lite",
+        "-r",
+        "64",
+        "--dtype",
+        "bfloat16",
+        "--batch",
+        "1,2",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--seeded",
+        "--device",
+        "cpu",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {(r["dtype"], r["batch"]) for r in rows} == {
+        ("float32", 1),
+        ("float32", 2),
+        ("bfloat16", 1),
+        ("bfloat16", 2),
+    }
+    for row in rows:
+        assert set(row) >= REQUIRED, row
+        assert row["median_s"] > 0 and row["peak_mem_mb"] > 0 and row["tflops_per_s"] > 0
+    fp32 = [r for r in rows if r["dtype"] == "float32"]
+    assert all(r["speedup_vs_float32"] == 1.0 and r["mask_mad_vs_float32"] == 0.0 for r in fp32)
+    bf16 = [r for r in rows if r["dtype"] == "bfloat16"]
+    assert all(0 <= r["mask_mad_vs_float32"] < 2.0 for r in bf16)
+
+
+def test_table_and_clear_failures() -> None:
+    proc = bench(
+        "-m", "lite", "-r", "64", "--dtype", "float32", "--runs", "1", "--warmup", "0", "--seeded", "--device", "cpu"
+    )
+    assert proc.returncode == 0 and "| lite | 64 | cpu | float32 | 1 |" in proc.stdout
+    offline = bench("-m", "lite", "-r", "64", "--dtype", "float32", "--runs", "1", "--device", "cpu")
+    assert offline.returncode == 1 and "failed:" in offline.stdout
+    bad = bench("-r", "100")
+    assert bad.returncode == 2 and "multiple of 32" in bad.stderr
