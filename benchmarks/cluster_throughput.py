@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 from safetensors.torch import save_file
 
-from cpu_latency import DEFAULT_OUTPUT, REPO, command_line, machine_info, update_results
+from cpu_latency import DEFAULT_OUTPUT, REPO, results_section, update_results
 
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "distributed")]
 from cluster import Cluster  # noqa: E402
@@ -66,7 +66,6 @@ def main() -> int:
     parser.add_argument("--side", type=int, default=256, help="operating resolution side")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
-    info = machine_info()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -81,22 +80,15 @@ def main() -> int:
     base = args.jobs / rows[0][1]
     table = ["| workers | jobs | seconds | jobs/s | vs 1 worker |", "|---|---|---|---|---|"]
     table += [f"| {w} | {args.jobs} | {s:.1f} | {args.jobs / s:.2f} | {(args.jobs / s) / base:.2f}x |" for w, s in rows]
-    section = "\n".join(
+    section = results_section(
+        SECTION_TITLE,
         [
-            SECTION_TITLE,
-            "",
-            f"- Date: {info['date']}; CPU: {info['cpu']}, {info['usable_cpus']} usable CPUs; torch {info['torch']}",
-            f"- One API node (`--role api`), Redis, moto's S3 server and 1 or 2 `bgone worker` processes on this machine; "
+            "One API node (`--role api`), Redis, moto's S3 server and 1 or 2 `bgone worker` processes on this machine; "
             f"lite (Swin-T, seeded weights) at {args.side}² on 640x480 JPEGs, batch up to 4, `sync_mode` outputs; "
-            "each worker limited to its share of the 2 cores",
-            "",
-            "```",
-            command_line(sys.argv[1:]),
-            "```",
-            "",
-            *table,
-            "",
-        ]
+            "each worker limited to its share of the 2 cores"
+        ],
+        table,
+        sys.argv[1:],
     )
     print("\n".join(table))
     update_results(args.output, section)

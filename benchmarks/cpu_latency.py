@@ -321,6 +321,18 @@ def render_section(info: dict[str, Any], command: str, args: argparse.Namespace,
     )
 
 
+def results_section(title: str, notes: list[str], table: list[str], argv: list[str]) -> str:
+    """The section layout the other benchmark scripts share: heading, machine, notes, command, table."""
+    info = machine_info()
+    machine = (
+        f"- Date: {info['date']}; CPU: {info['cpu']}, {info['usable_cpus']} usable CPUs; "
+        f"torch {info['torch']} ({info['torch_threads']} threads)"
+    )
+    return "\n".join(
+        [title, "", machine, *(f"- {n}" for n in notes), "", "```", command_line(argv), "```", "", *table, ""]
+    )
+
+
 def update_results(path: Path, section: str) -> None:
     """Replace this script's section in ``path`` (or append it), leaving every other section untouched."""
     text = path.read_text() if path.is_file() else ""

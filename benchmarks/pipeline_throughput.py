@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from safetensors.torch import save_file
 
-from cpu_latency import DEFAULT_OUTPUT, REPO, command_line, machine_info, update_results
+from cpu_latency import DEFAULT_OUTPUT, REPO, results_section, update_results
 
 sys.path.insert(0, str(REPO / "tests"))
 from bgone.batch import expand_inputs, plan_jobs, run_jobs
@@ -46,7 +46,6 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
 
-    info = machine_info()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -75,21 +74,14 @@ def main() -> int:
     for dtype, refine, n, s in rows:
         ratio = f"{(n / s) / base[refine]:.2f}x" if refine in base else "n/a"
         table.append(f"| lite (Swin-T) | {args.size}² | {dtype} | {refine} | {n} | {s:.1f} | {n / s:.3f} | {ratio} |")
-    section = "\n".join(
+    section = results_section(
+        SECTION_TITLE,
         [
-            SECTION_TITLE,
-            "",
-            f"- Date: {info['date']}; CPU: {info['cpu']}, {info['usable_cpus']} usable CPUs; torch {info['torch']}",
-            f"- A folder of {args.images} JPEG photos of {args.size}², decoded and encoded (PNG) on {args.workers} "
-            "worker threads beside inference, operating resolution 1024², batch 1, seeded weights",
-            "",
-            "```",
-            command_line(sys.argv[1:]),
-            "```",
-            "",
-            *table,
-            "",
-        ]
+            f"A folder of {args.images} JPEG photos of {args.size}², decoded and encoded (PNG) on {args.workers} "
+            f"worker threads beside inference, operating resolution {args.size}², batch 1, seeded weights"
+        ],
+        table,
+        sys.argv[1:],
     )
     print("\n".join(table))
     update_results(args.output, section)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from bgone.refine import refine_foreground_array, refine_foreground_tensor
-from cpu_latency import DEFAULT_OUTPUT, command_line, machine_info, update_results
+from cpu_latency import DEFAULT_OUTPUT, results_section, update_results
 
 SECTION_TITLE = "## Foreground refinement (benchmarks/refine_speed.py)"
 
@@ -71,30 +71,27 @@ def main() -> None:
                 (f"{size}x{size}", name, statistics.median(times), min(times), size * size / statistics.median(times))
             )
 
-    info = machine_info()
-    lines = [
-        SECTION_TITLE,
-        "",
-        f"- Date: {info['date']}; CPU: {info['cpu']}, {info['usable_cpus']} usable CPUs; torch {info['torch']} "
-        f"({info['torch_threads']} threads), numpy {np.__version__}",
-        f"- refine_foreground (blur fusion r={args.radius} then r=6) on a random image with a soft mask; "
-        f"{args.runs} runs after {args.warmup} warm-up. The official OpenCV CPU version takes about 3 s at 1024²",
-        "",
-        "```",
-        command_line(sys.argv[1:]),
-        "```",
-        "",
+    table = [
         "| size | path | median s | min s | Mpx/s |",
         "|------|------|---------:|------:|------:|",
         *(
             f"| {size} | {name} | {median:.3f} | {best:.3f} | {pps / 1e6:.2f} |"
             for size, name, median, best, pps in rows
         ),
-        "",
     ]
-    print("\n".join(lines))
+    section = results_section(
+        SECTION_TITLE,
+        [
+            f"numpy {np.__version__}; refine_foreground (blur fusion r={args.radius} then r=6) on a random image "
+            f"with a soft mask; {args.runs} runs after {args.warmup} warm-up. The official OpenCV CPU version takes "
+            "about 3 s at 1024²"
+        ],
+        table,
+        sys.argv[1:],
+    )
+    print(section)
     if not args.no_write:
-        update_results(DEFAULT_OUTPUT, "\n".join(lines))
+        update_results(DEFAULT_OUTPUT, section)
 
 
 if __name__ == "__main__":
