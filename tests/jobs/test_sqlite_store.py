@@ -9,21 +9,28 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from store_contract import (  # the shared contract tests run here against this backend
+    APP,
+    V2,
+    _change_later,
+    _claim_all,
+    submit,
+    test_claim_order_limit_and_batch_key,  # noqa: F401
+    test_fifo_ties_break_by_insertion_order,  # noqa: F401
+    test_queue_positions_with_priorities,  # noqa: F401
+    test_wait_wakes_in_process,  # noqa: F401
+)
 
 from bgone.jobs import (
     CANCELLED_BODY,
     TIMED_OUT_BODY,
     CancelOutcome,
-    Job,
     JobStatus,
     JobStore,
     Priority,
     SQLiteJobStore,
     open_job_store,
 )
-
-V2 = "fal-ai/birefnet/v2"
-APP = "fal-ai/birefnet"
 
 
 @pytest.fixture
@@ -36,11 +43,6 @@ def store(db_path: Path):
     s = SQLiteJobStore(db_path)
     yield s
     s.close()
-
-
-def submit(store: SQLiteJobStore, **kw) -> Job:
-    kw.setdefault("payload", {"image_url": "https://example.com/a.png"})
-    return store.submit(endpoint=V2, app=APP, **kw)
 
 
 def test_implements_protocol(store: SQLiteJobStore) -> None:
@@ -92,50 +94,6 @@ def test_complete_is_idempotent(store: SQLiteJobStore) -> None:
     assert again.result_status == 200 and again.result_body == {"n": 1} and again.error is None
     assert again.completed_at == first.completed_at
     assert store.get(job.request_id).output_keys == ["k1", "k2"]  # late files still get purged
-
-
-def test_queue_positions_with_priorities(store: SQLiteJobStore) -> None:
-    low = submit(store, priority=Priority.LOW)  # submitted first, but LOW
-    normals = [submit(store) for _ in range(3)]
-    low2 = submit(store, priority=Priority.LOW)
-    assert [store.queue_position(j.request_id) for j in normals] == [0, 1, 2]
-    assert store.queue_position(low.request_id) == 3
-    assert store.queue_position(low2.request_id) == 4
-    assert store.queue_depth() == 5
-    order = [j.request_id for j in store.claim("w", limit=10)]
-    assert order == [*(j.request_id for j in normals), low.request_id, low2.request_id]
-    assert store.queue_position("unknown") is None
-
-
-def test_fifo_ties_break_by_insertion_order(store: SQLiteJobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(time, "time", lambda: 1_000.0)  # identical created_at for all
-    jobs = [submit(store) for _ in range(4)]
-    monkeypatch.undo()
-    assert {store.get(j.request_id).created_at for j in jobs} == {1_000.0}
-    assert [store.queue_position(j.request_id) for j in jobs] == [0, 1, 2, 3]
-    assert [j.request_id for j in store.claim("w", limit=4)] == [j.request_id for j in jobs]
-
-
-def test_claim_order_limit_and_batch_key(store: SQLiteJobStore) -> None:
-    a1 = submit(store, batch_key="a")
-    b1 = submit(store, batch_key="b")
-    a2 = submit(store, batch_key="a", priority=Priority.LOW)
-    a3 = submit(store, batch_key="a")
-    assert [j.request_id for j in store.claim("w", limit=2, batch_key="a")] == [a1.request_id, a3.request_id]
-    assert store.queue_position(b1.request_id) == 0
-    assert [j.request_id for j in store.claim("w", batch_key="a")] == [a2.request_id]
-    assert store.claim("w", batch_key="a") == []
-    assert store.claim("w", limit=0) == []
-    assert [j.request_id for j in store.claim("w", limit=5)] == [b1.request_id]
-    assert store.claim("w") == []
-
-
-def _claim_all(store: SQLiteJobStore, worker: str, out: list[str]) -> None:
-    limit = 1
-    while batch := store.claim(worker, limit=limit):
-        out.extend(j.request_id for j in batch)
-        limit = limit % 3 + 1  # mix single and batched claims
-        time.sleep(0.001)  # "work": lets the other claimers interleave
 
 
 def test_concurrent_claim_threads(store: SQLiteJobStore) -> None:
@@ -317,33 +275,6 @@ def test_webhook_bookkeeping(store: SQLiteJobStore) -> None:
     job = store.get(hooked.request_id)
     assert (job.webhook_delivered, job.webhook_attempts, job.webhook_error) == (True, 2, None)
     assert store.pending_webhooks() == []
-
-
-def _change_later(delay: float, action) -> threading.Thread:
-    def run() -> None:
-        time.sleep(delay)
-        action()
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t
-
-
-def test_wait_wakes_in_process(store: SQLiteJobStore) -> None:
-    job = submit(store)
-    assert store.wait(job.request_id, timeout=0.05) is False
-    changed_at: list[float] = []
-
-    def change() -> None:
-        changed_at.append(time.monotonic())
-        store.append_log(job.request_id, "progress")
-
-    t = _change_later(0.05, change)
-    assert store.wait(job.request_id, timeout=5) is True
-    woke = time.monotonic()
-    t.join()
-    assert woke - changed_at[0] < 0.1
-    assert store.wait("unknown", timeout=5) is True  # nothing to wait for: returns at once
 
 
 def test_wait_since_version_catches_earlier_change(store: SQLiteJobStore) -> None:
