@@ -15,6 +15,7 @@ import bgone
 from bgone.checkpoints import build_model, read_state_dict
 from bgone.pipeline import Remover
 from bgone.preprocess import IMAGENET_MEAN, IMAGENET_STD, dynamic_size, operating_size, parse_resolution
+from bgone.runtime import cpu_has_native_bf16, preferred_dtype
 from conftest import synthetic_photo
 
 SMALL = "96x64"  # W x H: keeps the seeded Swin-T fast
@@ -50,16 +51,33 @@ def official_mask(model: torch.nn.Module, image: Image.Image, size: tuple[int, i
     return Image.fromarray(pred.mul(255).byte().numpy(), "L").resize(image.size)
 
 
-def test_mask_equals_the_official_recipe(remover: Remover, lite_checkpoint: Path) -> None:
+def official_model(checkpoint: Path) -> torch.nn.Module:
+    reference = build_model(read_state_dict(checkpoint))
+    reference.set_fast_paths(False)  # grid_sample sampling, concatenated ASPP, NCHW: the official steps
+    return reference
+
+
+def test_mask_equals_the_official_recipe(lite_checkpoint: Path) -> None:
+    """With float32 forced, the fast paths (channels-last, gathered sampling, split ASPP) still give
+    the official recipe's mask byte for byte."""
+    remover = Remover(lite_checkpoint, device="cpu", dtype="float32", operating_resolution=SMALL)
     photo = synthetic_photo(150, 100)
-    reference = build_model(read_state_dict(lite_checkpoint))
     result = remover.remove(photo)
-    expected = official_mask(reference, photo, (96, 64))
+    expected = official_mask(official_model(lite_checkpoint), photo, (96, 64))
     assert np.array_equal(np.asarray(result.mask), np.asarray(expected))
     assert result.image.mode == "RGBA" and result.image.size == (150, 100)
     assert np.array_equal(np.asarray(result.image.getchannel("A")), np.asarray(expected))
     refined = bgone.refine_foreground(photo, expected)
     assert np.array_equal(np.asarray(result.image.convert("RGB")), np.asarray(refined))
+
+
+def test_default_dtype_is_the_fast_one_and_stays_within_tolerance(remover: Remover, lite_checkpoint: Path) -> None:
+    assert remover.dtype == preferred_dtype(torch.device("cpu"))
+    assert remover.dtype == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    photo = synthetic_photo(160, 120)
+    expected = official_mask(official_model(lite_checkpoint), photo, (96, 64))
+    mask = np.asarray(remover.remove(photo).mask, dtype=np.float64)
+    assert np.abs(mask - np.asarray(expected, dtype=np.float64)).mean() < 2.0  # 2/255 mean absolute difference
 
 
 def test_no_refine_keeps_the_original_colours(remover: Remover) -> None:
@@ -193,8 +211,10 @@ def test_batches_equal_single_images(lite_checkpoint: Path) -> None:
 def test_one_model_per_source_device_and_dtype(lite_checkpoint: Path) -> None:
     a = Remover(lite_checkpoint, device="cpu")
     b = Remover(lite_checkpoint, device="cpu")
-    c = Remover(lite_checkpoint, device="cpu", dtype="bfloat16")
-    assert a.net is b.net and a.net is not c.net
+    c = Remover(lite_checkpoint, device="cpu", dtype="float32")
+    d = Remover(lite_checkpoint, device="cpu", dtype="bfloat16")
+    assert a.net is b.net and a.net is not c.net and c.net is not d.net
+    assert (a.net is d.net) == (a.dtype == torch.bfloat16)  # "auto" resolves before the cache lookup
     assert "cpu" in a.describe()
 
 
@@ -234,3 +254,40 @@ def test_model_cache_evicts_least_recently_used_beyond_its_budget(lite_checkpoin
     cache.get(str(other), torch.device("cpu"), torch.float32)
     assert len(cache) == 1  # the first was evicted to stay in budget
     assert cache.get(str(lite_checkpoint), torch.device("cpu"), torch.float32) is not first
+
+
+class CompiledSpy(torch.nn.Module):
+    """Stands in for torch.compile's result: records how it is called and runs the real model."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.variant = getattr(model, "variant", None)
+        self.grad_modes: list[tuple[bool, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.grad_modes.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+        return self.model(x)
+
+
+def test_compile_option_compiles_once_and_runs_under_no_grad(lite_checkpoint: Path, monkeypatch) -> None:
+    """Frozen compiled graphs cannot take inference-mode tensors: a compiled model runs under no_grad."""
+    from bgone.runtime import ModelCache
+
+    calls: list[dict[str, object]] = []
+
+    def fake_compile(model: torch.nn.Module, **kwargs: object) -> torch.nn.Module:
+        calls.append(kwargs)
+        return CompiledSpy(model)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    cache = ModelCache()
+    compiled = Remover(lite_checkpoint, device="cpu", dtype="float32", compile=True, cache=cache)
+    again = Remover(lite_checkpoint, device="cpu", dtype="float32", compile=True, cache=cache)
+    plain = Remover(lite_checkpoint, device="cpu", dtype="float32", cache=cache)
+    assert calls == [{"mode": None, "dynamic": False}] and again.net is compiled.net
+    assert isinstance(compiled.net, CompiledSpy) and not isinstance(plain.net, CompiledSpy)
+    photo = synthetic_photo(96, 64)
+    mask = compiled.remove(photo, operating_resolution=SMALL).mask
+    assert compiled.net.grad_modes == [(False, False)]
+    assert np.array_equal(np.asarray(mask), np.asarray(plain.remove(photo, operating_resolution=SMALL).mask))

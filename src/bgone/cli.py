@@ -75,8 +75,22 @@ def remove(
     ] = None,
     crop: Annotated[bool, typer.Option("--crop", help="Crop to the subject's bounding box.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
+    dtype: Annotated[
+        str,
+        typer.Option(
+            help="auto (bfloat16 where the CPU/GPU computes it natively, else float32), float32 (the official "
+            "numerics, slower), bfloat16 or float16."
+        ),
+    ] = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 1,
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="torch.compile the model: faster passes after a one-off compilation per operating size "
+            "(minutes on a small CPU); worth it for large folders.",
+        ),
+    ] = False,
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Threads decoding and encoding beside inference.")
     ] = 2,
@@ -119,7 +133,13 @@ def remove(
     to_stdout = any(job.output is None for job in jobs)
     quiet = quiet or to_stdout
     remover = Remover(
-        model, device=device, dtype=dtype, batch_size=batch_size, max_frames=max_frames, progress=not quiet
+        model,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        max_frames=max_frames,
+        progress=not quiet,
+        compile=compile_model,
     )
     if not quiet:
         err_console.print(f"bgone: {len(jobs)} image(s) with {remover.describe()}", highlight=False)
@@ -168,7 +188,21 @@ ModelMapOpt = Annotated[
     Path | None, typer.Option("--model-map", help="JSON: fal model name -> registry name or checkpoint path.")
 ]
 DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps. [default: auto]")]
-DtypeOpt = Annotated[str | None, typer.Option(help="float32, bfloat16 or float16. [default: float32]")]
+DtypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="auto (bfloat16 where the device computes it natively, else float32), float32 (the official "
+        "numerics, slower), bfloat16 or float16. [default: auto]"
+    ),
+]
+CompileOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--compile",
+        help="torch.compile loaded models: faster passes after a one-off compilation per operating size "
+        "(minutes on a small CPU). [default: off]",
+    ),
+]
 BatchSizeOpt = Annotated[
     int | None, typer.Option("--batch-size", min=1, help="Queued requests batched per forward pass. [default: 4]")
 ]
@@ -226,6 +260,7 @@ def serve(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     batch_size: BatchSizeOpt = None,
+    compile_models: CompileOpt = None,
     max_models: MaxModelsOpt = None,
     model_memory_mb: ModelMemoryOpt = None,
     warm_model: WarmModelOpt = None,
@@ -264,6 +299,7 @@ def serve(
         device=device,
         dtype=dtype,
         batch_size=batch_size,
+        compile=compile_models,
         max_models=max_models,
         model_memory_mb=model_memory_mb,
         allow_private_urls=allow_private_urls,
@@ -301,6 +337,7 @@ def worker(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     batch_size: BatchSizeOpt = None,
+    compile_models: CompileOpt = None,
     max_models: MaxModelsOpt = None,
     model_memory_mb: ModelMemoryOpt = None,
     warm_model: WarmModelOpt = None,
@@ -327,6 +364,7 @@ def worker(
         device=device,
         dtype=dtype,
         batch_size=batch_size,
+        compile=compile_models,
         max_models=max_models,
         model_memory_mb=model_memory_mb,
         allow_private_urls=allow_private_urls,
@@ -359,7 +397,8 @@ def bench(
     ] = "1024",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     dtype: Annotated[
-        str, typer.Option("--dtype", help="Comma-separated: float32, bfloat16, float16.")
+        str,
+        typer.Option("--dtype", help="Comma-separated dtypes of the fast path: auto, float32, bfloat16, float16."),
     ] = "float32,bfloat16",
     batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1",
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed forward passes per configuration.")] = 3,
@@ -367,24 +406,35 @@ def bench(
     seeded: Annotated[
         bool, typer.Option("--seeded", help="Random stand-in weights of the model's architecture (no download).")
     ] = False,
+    compile_too: Annotated[
+        bool,
+        typer.Option(
+            "--compile", help="Also time each dtype under torch.compile (minutes of compilation on a small CPU)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per configuration.")] = False,
 ) -> None:
-    """Latency, throughput, FLOP/s, peak memory and mask drift per model x resolution x dtype x batch,
-    each against float32 eager measured in the same run."""
+    """Latency, throughput, FLOP/s against the device's peak, peak memory and mask drift per
+    model x resolution x dtype x batch, each against the official-style float32 eager path measured
+    in the same run (its row has mode "official")."""
     from .bench import BenchConfig, markdown, run_configs
     from .preprocess import parse_resolution
+    from .runtime import resolve_dtype
 
     sizes = [int(v) for v in resolution.split(",") if v.strip()]
     for size in sizes:
         parse_resolution(size)  # multiples of 32, or a clear error
     dtypes = [d.strip() for d in dtype.split(",") if d.strip()]
-    if "float32" not in dtypes:
-        dtypes.insert(0, "float32")  # the baseline every ratio is against
+    for name in dtypes:
+        resolve_dtype(name)  # a clear error for a typo before anything runs (ValueError: exit 2)
+    modes = [("official", "float32")] + [("fast", d) for d in dtypes]
+    if compile_too:
+        modes += [("compiled", d) for d in dtypes]
     configs = [
-        BenchConfig(m, size, device, d, int(b), runs, warmup, seeded)
+        BenchConfig(m, size, device, d, int(b), runs, warmup, seeded, mode)
         for m in (model or ["lite"])
         for size in sizes
-        for d in dtypes
+        for mode, d in modes
         for b in batch.split(",")
         if b.strip()
     ]

@@ -10,7 +10,7 @@ import torch
 from .checkpoints import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, build_model, read_state_dict
 from .errors import CheckpointError
 from .nn.birefnet import PATCH_ORDERS, BiRefNet, PatchOrder
-from .runtime import resolve_device, resolve_dtype
+from .runtime import resolve_device, resolve_dtype, use_channels_last
 from .zoo import REGISTRY, Variant, fetch_weights
 
 CHECKPOINT_SUFFIXES = PICKLE_SUFFIXES + SAFETENSORS_SUFFIXES
@@ -65,7 +65,9 @@ def load_model(
     ``source``: a registry name (``"general"``, ``"lite"``, …, see ``bgone models list``), a fal model
     name (``"General Use (Light)"``, ``"v1:Portrait"``) or the path of a ``.pth``/``.safetensors`` file.
     ``device``: ``None``/``"auto"`` picks CUDA, then MPS, then the CPU. ``dtype``: float32 (default),
-    bfloat16 or float16. ``patch_order``: defaults to the order the checkpoint was trained with.
+    bfloat16, float16 or ``"auto"`` (bfloat16 where the device computes it natively). ``patch_order``:
+    defaults to the order the checkpoint was trained with. On CPU and CUDA the convolution weights are
+    stored channels-last, which is faster with any input layout.
 
     The returned module's ``forward(x)`` takes normalised ``(B, 3, H, W)`` images (H, W multiples of 32)
     and returns logits ``(B, 1, H, W)``.
@@ -73,7 +75,7 @@ def load_model(
     if patch_order is not None and patch_order not in PATCH_ORDERS:
         raise ValueError(f"patch_order must be 'einops' or 'legacy', got {patch_order!r}")
     target_device = resolve_device(device)
-    target_dtype = resolve_dtype(dtype)
+    target_dtype = resolve_dtype(dtype, target_device)
     path, variant = resolve_source(source, progress=progress, verify=verify)
     state = read_state_dict(path)
     order: PatchOrder = patch_order or (variant.patch_order if variant else "einops")
@@ -88,4 +90,7 @@ def load_model(
     model.variant = variant
     model.checkpoint_path = path
     # Weights stored in fp16 (HR, 512x512) are upcast here like any other dtype change.
-    return model.to(device=target_device, dtype=target_dtype)
+    model = model.to(device=target_device, dtype=target_dtype)
+    if use_channels_last(target_device):
+        model = model.to(memory_format=torch.channels_last)
+    return model

@@ -21,7 +21,15 @@ from PIL import Image, ImageChops
 from .imaging import DecodedImage, composite, encode_image, load_image, parse_color
 from .preprocess import Size, bounding_box, logits_to_masks, operating_size, parse_resolution, to_model_input
 from .refine import refine_foreground as refine_colors
-from .runtime import MODEL_CACHE, ModelCache, dtype_name, resolve_device, resolve_dtype
+from .runtime import (
+    MODEL_CACHE,
+    ModelCache,
+    dtype_name,
+    resolve_device,
+    resolve_dtype,
+    tune_cpu_allocator,
+    use_channels_last,
+)
 
 logger = logging.getLogger("bgone")
 
@@ -123,7 +131,7 @@ class Remover:
         model: str | os.PathLike[str] = DEFAULT_MODEL,
         *,
         device: str | torch.device | None = None,
-        dtype: str | torch.dtype | None = None,
+        dtype: str | torch.dtype | None = "auto",
         patch_order: str | None = None,
         batch_size: int = 1,
         max_pixels: int = 40_000_000,
@@ -131,18 +139,23 @@ class Remover:
         cache: ModelCache = MODEL_CACHE,
         progress: bool = True,
         fetcher: Callable[[str], bytes] | None = None,
+        compile: bool = False,
         **options: Any,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = resolve_dtype(dtype, self.device)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
+        self.memory_format = torch.channels_last if use_channels_last(self.device) else torch.contiguous_format
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.max_frames = max_frames
         self.fetcher = fetcher  # URL inputs; default: bgone.fetch.fetch_url (no private addresses)
         self.options = RemovalOptions.build(**options)
-        self.net = cache.get(os.fspath(model), self.device, self.dtype, patch_order, progress=progress)
+        self.compiled = compile
+        self.net = cache.get(os.fspath(model), self.device, self.dtype, patch_order, progress=progress, compile=compile)
         variant = getattr(self.net, "variant", None)
         self.model_name = variant.name if variant is not None else os.fspath(model)
         self.native: Size | None = variant.resolution if variant is not None else DEFAULT_NATIVE
@@ -176,7 +189,6 @@ class Remover:
             result.timings = {"inference": inferred - started, "postprocess": time.perf_counter() - inferred}
         return results
 
-    @torch.inference_mode()
     def predict(
         self, decoded: Sequence[DecodedImage], operating_resolution: Size | str | None = None
     ) -> tuple[list[list[Image.Image]], list[Size]]:
@@ -194,14 +206,25 @@ class Remover:
                 rgb[i, j] = _model_rgb(frame)
                 groups.setdefault(size, []).append((i, j))
         masks: dict[tuple[int, int], Image.Image] = {}
+        # A compiled graph holds frozen weights, which inference-mode tensors cannot be passed to.
+        with torch.no_grad() if self.compiled else torch.inference_mode():
+            self._predict_groups(groups, rgb, masks)
+        return [[masks[i, j] for j in range(len(image.frames))] for i, image in enumerate(decoded)], op_sizes
+
+    def _predict_groups(
+        self,
+        groups: dict[Size, list[tuple[int, int]]],
+        rgb: dict[tuple[int, int], Image.Image],
+        masks: dict[tuple[int, int], Image.Image],
+    ) -> None:
         for size, keys in groups.items():
             for start in range(0, len(keys), self.batch_size):
                 chunk = keys[start : start + self.batch_size]
-                batch = to_model_input([rgb[k] for k in chunk], size, self.dtype).to(self.device)
+                batch = to_model_input([rgb[k] for k in chunk], size, self.dtype)
+                batch = batch.to(self.device, memory_format=self.memory_format)
                 logits = self.net(batch)
                 for key, mask in zip(chunk, logits_to_masks(logits, [rgb[k].size for k in chunk]), strict=True):
                     masks[key] = mask
-        return [[masks[i, j] for j in range(len(image.frames))] for i, image in enumerate(decoded)], op_sizes
 
     def finish(
         self, image: DecodedImage, masks: Sequence[Image.Image], opts: RemovalOptions, size: Size
@@ -266,12 +289,14 @@ def remove_background(
     background: Background = None,
     crop: bool = False,
     device: str | torch.device | None = None,
-    dtype: str | torch.dtype | None = None,
+    dtype: str | torch.dtype | None = "auto",
 ) -> RemovalResult:
     """Remove the background of one image (path, bytes, PIL image, numpy array, URL or data URI).
 
     Returns a :class:`RemovalResult`; ``image, mask = remove_background(...)`` gives the RGBA cut-out
     and the "L" mask. The model stays loaded for the next call (one per model, device and dtype).
+    ``dtype="auto"`` runs bfloat16 where the device computes it natively; ``"float32"`` forces the
+    official numerics.
     """
     remover = Remover(model, device=device, dtype=dtype)
     options = RemovalOptions.build(

@@ -161,6 +161,7 @@ class InferenceWorker:
             device=self.settings.device,
             dtype=self.settings.dtype,
             batch_size=self.settings.batch_size,
+            compile=self.settings.compile,
             max_pixels=self.settings.max_image_pixels,
             max_frames=self.settings.max_frames,
             cache=self.cache,

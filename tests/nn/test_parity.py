@@ -66,6 +66,21 @@ def test_logits_match_official(case_name: str, fmt: str, prefix: str, tmp_path: 
     assert diff <= TOLERANCE, f"{case_name}: max |diff| {diff:.2e}"
 
 
+@pytest.mark.parametrize("case_name", sorted(CASES))
+def test_official_formulation_matches_too(case_name: str, seeded_state) -> None:
+    """With the fast paths off (grid_sample sampling, concatenated ASPP, NCHW maps: the baseline the
+    benchmarks time), every case matches the official logits as well, and so does the fast path fed
+    a plain NCHW input with NCHW weights."""
+    case = load_case(case_name)
+    model = bgone.checkpoints.build_model(seeded_state(case.arch, case.seed), patch_order=case.patch_order)
+    with torch.inference_mode():
+        fast = model(case.image)[0, 0].numpy()
+        model.set_fast_paths(False)
+        official = model(case.image)[0, 0].numpy()
+    assert np.abs(official - case.logits).max() <= TOLERANCE
+    assert np.abs(fast - case.logits).max() <= TOLERANCE
+
+
 @pytest.mark.parametrize("case_name", ["lite_256", "lite_legacy_256"])
 def test_the_other_patch_order_changes_the_output(case_name: str, seeded_state) -> None:
     """The patch order is not a no-op: the wrong one moves the logits far outside the tolerance."""

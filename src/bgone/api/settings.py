@@ -25,8 +25,9 @@ class ServerSettings(BaseSettings):
     open_access: bool = Field(default=False, description="accept requests without a key (local use only)")
     model_map: dict[str, dict[str, str]] = Field(default_factory=dict, description="{'v2': {fal name: model}}")
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: str = "auto"  # bfloat16 where the device computes it natively; "float32" forces official numerics
     batch_size: int = 4
+    compile: bool = Field(default=False, description="torch.compile models (one-off compilation per size)")
     max_models: int = 2
     model_memory_mb: int | None = Field(default=None, description="evict least recently used models beyond this")
     warm_model: str | None = "General Use (Light)"  # loaded at start-up for /ready; None: lazy

@@ -110,10 +110,25 @@ class DeformableConv2d(nn.Module):
         self.offset_conv = nn.Conv2d(in_channels, 2 * taps, kernel_size, padding=self.padding)
         self.modulator_conv = nn.Conv2d(in_channels, taps, kernel_size, padding=self.padding)
         self.regular_conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=self.padding, bias=False)
+        self.fast_paths = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        offset = self.offset_conv(x)
-        mask = 2.0 * torch.sigmoid(self.modulator_conv(x))
+        if not self.fast_paths:  # the official formulation, kept as the benchmarks' baseline
+            offset = self.offset_conv(x)
+            mask = 2.0 * torch.sigmoid(self.modulator_conv(x))
+            return deform_conv2d(
+                x, offset, self.regular_conv.weight, None, padding=self.padding, mask=mask, method="grid_sample"
+            )
+        # Offsets and modulation read the same window: one convolution with both filter banks.
+        taps = self.modulator_conv.out_channels
+        both = F.conv2d(
+            x,
+            torch.cat((self.offset_conv.weight, self.modulator_conv.weight)),
+            torch.cat((self.offset_conv.bias, self.modulator_conv.bias)),
+            padding=self.padding,
+        )
+        offset, modulation = both[:, : 2 * taps], both[:, 2 * taps :]
+        mask = 2.0 * torch.sigmoid(modulation)
         return deform_conv2d(x, offset, self.regular_conv.weight, None, padding=self.padding, mask=mask)
 
 
@@ -145,13 +160,38 @@ class ASPPDeformable(nn.Module):
         self.bn1 = _norm(channels, batch_norm)
         self.relu = nn.ReLU(inplace=True)
         self.dropout = nn.Dropout(0.5)
+        self.fast_paths = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first = self.aspp1(x)
-        branches = [branch(x) for branch in self.aspp_deforms]
-        pooled = self.global_avg_pool(x).expand(-1, -1, *first.shape[-2:])
-        x = torch.cat((first, *branches, pooled), dim=1)
-        return self.dropout(self.relu(self.bn1(self.conv1(x))))
+        branches = [self.aspp1, *self.aspp_deforms]
+        if not self.fast_paths:
+            first = self.aspp1(x)
+            outs = [first, *(branch(x) for branch in self.aspp_deforms)]
+            pooled = self.global_avg_pool(x).expand(-1, -1, *first.shape[-2:])
+            fused = self.conv1(torch.cat((*outs, pooled), dim=1))
+        else:
+            fused = self._fused_branches(x, branches)
+        return self.dropout(self.relu(self.bn1(fused)))
+
+    def _fused_branches(self, x: torch.Tensor, branches: list[nn.Module]) -> torch.Tensor:
+        """conv1 over the concatenated branches, without the concatenation.
+
+        A 1x1 convolution over concatenated channels is the sum of one matmul per branch, accumulated
+        in place over (pixels, channels) rows; the pooled branch is constant over the map, so its share
+        is a per-image bias. No 1280-channel map is ever built.
+        """
+        batch, _, height, width = x.shape
+        weight = self.conv1.weight.flatten(1)  # (out, 256 * (branches + 1))
+        acc: torch.Tensor | None = None
+        for i, branch in enumerate(branches):
+            rows = branch(x).permute(0, 2, 3, 1).reshape(batch * height * width, ASPP_CHANNELS)
+            part = weight[:, i * ASPP_CHANNELS : (i + 1) * ASPP_CHANNELS].t()
+            acc = rows @ part if acc is None else acc.addmm_(rows, part)
+        assert acc is not None
+        pooled = self.global_avg_pool(x).flatten(1)  # (B, 256)
+        pooled_share = pooled @ weight[:, len(branches) * ASPP_CHANNELS :].t()  # (B, out)
+        acc = acc.view(batch, height * width, -1).add_(pooled_share[:, None, :])
+        return acc.view(batch, height, width, -1).permute(0, 3, 1, 2)
 
 
 class BasicDecBlk(nn.Module):
@@ -237,6 +277,7 @@ class Decoder(nn.Module):
         for level in levels:
             self.add_module(f"gdt_convs_attn_{level}", _head(GRADIENT_CHANNELS))
         self.gradient_levels = levels
+        self.fast_paths = True
 
     def _patches(self, block: nn.Module, image: torch.Tensor, size: torch.Size) -> torch.Tensor:
         return block(_resize(image_to_patches(image, size, self.arch.patch_order), size))
@@ -264,9 +305,34 @@ class Decoder(nn.Module):
 
         p1 = _resize(p2, x1.shape[-2:]) + self.lateral_block2(x1)
         p1 = torch.cat((p1, self._patches(self.ipt_blk2, image, x1.shape[-2:])), dim=1)
-        p1 = _resize(self.decoder_block1(p1), image.shape[-2:])
+        p1 = self.decoder_block1(p1)
+        if self.fast_paths:
+            return self._fused_head(p1, image)
+        p1 = _resize(p1, image.shape[-2:])
         p1 = torch.cat((p1, self.ipt_blk1(image)), dim=1)
         return self.conv_out1(p1)
+
+    def _fused_head(self, p1: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """``conv_out1(cat(resize(p1), ipt_blk1(image)))`` without any many-channel full-size map.
+
+        The head is a 1x1 convolution, so it splits over the concatenation; on the ``p1`` side it
+        commutes with the (linear) bilinear resize, so it runs at quarter size and only its one channel
+        is resized; on the image side it folds into ``ipt_blk1.conv_out`` (3x3 then 1x1 is one 3x3).
+        """
+        head = self.conv_out1[0]
+        split = p1.shape[1]
+        w_head = head.weight.flatten(1).float()  # (1, split + c8)
+        conv_out = self.ipt_blk1.conv_out
+        folded_weight = torch.einsum("k,kcij->cij", w_head[0, split:], conv_out.weight.float())[None]
+        folded_bias = head.bias.float() + w_head[:, split:] @ conv_out.bias.float()
+        from_image = F.conv2d(
+            self.ipt_blk1.conv1(image),
+            folded_weight.to(image.dtype),
+            folded_bias.to(image.dtype),
+            padding=conv_out.padding,
+        )
+        from_decoder = F.conv2d(p1, head.weight[:, :split])
+        return _resize(from_decoder, image.shape[-2:]) + from_image
 
 
 class BiRefNet(nn.Module):
@@ -288,6 +354,17 @@ class BiRefNet(nn.Module):
     @property
     def patch_order(self) -> PatchOrder:
         return self.arch.patch_order
+
+    def set_fast_paths(self, enabled: bool) -> None:
+        """Turn the fast formulations on (the default) or off.
+
+        Off is the official computation step by step: ``grid_sample`` deformable sampling in float32,
+        concatenated ASPP branches, NCHW feature maps. Both give the same result up to float rounding;
+        the benchmarks time "off" in float32 as the baseline every speed-up is measured against.
+        """
+        for module in self.modules():
+            if hasattr(module, "fast_paths"):
+                module.fast_paths = enabled
 
     def set_patch_order(self, order: PatchOrder) -> None:
         """Switch the patch order without reloading weights (weight shapes do not depend on it)."""

@@ -5,18 +5,30 @@ Matches ``torchvision.ops.deform_conv2d`` semantics: offsets are stored per kern
 zero, and a sample at ``y <= -1``, ``y >= H``, ``x <= -1`` or ``x >= W`` is zero), and the output is
 ``weight @ columns`` with the column index ``c * kh * kw + tap``.
 
-Sampling always runs in float32 (``grid_sample`` with bf16/fp16 grid coordinates would be off
-by up to half a pixel at 256 px), and only the matmul runs in the input dtype. Taps are processed
-in chunks so that the sampled columns never exceed ``max_chunk_bytes``: at 2304² the 7x7 branch of
-the last decoder block would otherwise need several GB for one layer.
+Two ways to build the sampled columns, with the same numerics up to float rounding:
+
+- ``"gather"`` (default): the input is laid out channels-last with a one-pixel zero border, and each
+  sample is one ``embedding_bag`` call that sums its four neighbouring channel vectors weighted by
+  the bilinear weights times the modulation mask. It reads contiguous rows, works in bf16/fp16, and is
+  about 10x faster on a CPU than ``grid_sample``; the output comes back channels-last.
+- ``"grid_sample"``: ``F.grid_sample`` in float32 over NCHW, the straightforward formulation. It is
+  kept as the official-style baseline the benchmarks compare against, and as a cross-check.
+
+Sampling positions are always computed in float32 (bf16 coordinates would be off by up to half a
+pixel at 256 px). Work is split into chunks so that temporaries stay under ``max_chunk_bytes``: at
+2304² the 7x7 branch of the last decoder block would otherwise need several GB for one layer.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
-DEFAULT_MAX_CHUNK_BYTES = 128 * 1024 * 1024
+DEFAULT_MAX_CHUNK_BYTES = 64 * 1024 * 1024
+DeformMethod = Literal["gather", "grid_sample"]
+DEFORM_METHODS: tuple[str, ...] = ("gather", "grid_sample")
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -33,16 +45,20 @@ def deform_conv2d(
     dilation: int | tuple[int, int] = 1,
     mask: torch.Tensor | None = None,
     max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    method: DeformMethod = "gather",
 ) -> torch.Tensor:
     """Deformable convolution with torchvision's argument names and semantics.
 
     Shapes: ``x`` (B, C, H, W); ``offset`` (B, 2*kh*kw, Ho, Wo); ``mask`` (B, kh*kw, Ho, Wo) or None;
-    ``weight`` (O, C, kh, kw). One offset group and one weight group, as BiRefNet uses.
+    ``weight`` (O, C, kh, kw). One offset group and one weight group, as BiRefNet uses. The result has
+    the input's dtype.
     """
     if x.dim() != 4:
         raise ValueError(f"deform_conv2d expects a 4-D input, got shape {tuple(x.shape)}")
+    if method not in DEFORM_METHODS:
+        raise ValueError(f"unknown deformable-convolution method {method!r}; use one of {', '.join(DEFORM_METHODS)}")
     batch, channels, height, width = x.shape
-    out_channels, weight_channels, kh, kw = weight.shape
+    _, weight_channels, kh, kw = weight.shape
     if weight_channels != channels:
         raise ValueError(f"weight expects {weight_channels} input channels, input has {channels}")
     sh, sw = _pair(stride)
@@ -55,7 +71,101 @@ def deform_conv2d(
         raise ValueError(f"offset must have shape {(batch, 2 * taps, out_h, out_w)}, got {tuple(offset.shape)}")
     if mask is not None and mask.shape != (batch, taps, out_h, out_w):
         raise ValueError(f"mask must have shape {(batch, taps, out_h, out_w)}, got {tuple(mask.shape)}")
+    geometry = _Geometry(out_h, out_w, sh, sw, ph, pw, dh, dw, kh, kw)
+    if method == "grid_sample":
+        return _deform_grid_sample(x, offset, weight, bias, mask, geometry, max_chunk_bytes)
+    return _deform_gather(x, offset, weight, bias, mask, geometry, max_chunk_bytes)
 
+
+class _Geometry:
+    """Output size, stride, padding, dilation and kernel of one call."""
+
+    def __init__(self, out_h: int, out_w: int, sh: int, sw: int, ph: int, pw: int, dh: int, dw: int, kh: int, kw: int):
+        self.out_h, self.out_w, self.sh, self.sw, self.ph, self.pw = out_h, out_w, sh, sw, ph, pw
+        self.dh, self.dw, self.kh, self.kw = dh, dw, kh, kw
+        self.taps = kh * kw
+
+    def tap_offsets(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(taps,) vertical and horizontal offsets of each kernel tap from the window's corner."""
+        tap_i = (torch.arange(self.kh, device=device, dtype=torch.float32) * self.dh).repeat_interleave(self.kw)
+        tap_j = (torch.arange(self.kw, device=device, dtype=torch.float32) * self.dw).repeat(self.kh)
+        return tap_i, tap_j
+
+
+def _deform_gather(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    geo: _Geometry,
+    max_chunk_bytes: int,
+) -> torch.Tensor:
+    batch, channels, height, width = x.shape
+    out_channels = weight.shape[0]
+    taps, device, dtype = geo.taps, x.device, x.dtype
+    n_pix = geo.out_h * geo.out_w
+    rows = batch * n_pix
+
+    # A zero border of one pixel makes every neighbour of an in-range sample a valid row, so the
+    # only special case left is a sample that is wholly outside (weight 0).
+    padded_w = width + 2
+    table = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).contiguous().view(-1, channels)
+    image_rows = (height + 2) * padded_w
+
+    # Per output pixel, taps in order: (rows, taps, 2) offsets and (rows, taps) modulation.
+    offsets = offset.view(batch, taps, 2, n_pix).permute(0, 3, 1, 2).reshape(rows, taps, 2)
+    modulation = mask.view(batch, taps, n_pix).permute(0, 2, 1).reshape(rows, taps) if mask is not None else None
+    tap_i, tap_j = geo.tap_offsets(device)
+    out_y = torch.arange(geo.out_h, device=device, dtype=torch.float32).repeat_interleave(geo.out_w) * geo.sh - geo.ph
+    out_x = torch.arange(geo.out_w, device=device, dtype=torch.float32).repeat(geo.out_h) * geo.sw - geo.pw
+    row_image = torch.arange(batch, device=device).repeat_interleave(n_pix) * image_rows
+
+    # Columns are (tap, channel) per pixel; the weight is laid out to match.
+    w_cols = weight.permute(2, 3, 1, 0).reshape(taps * channels, out_channels).to(dtype)
+    out = torch.empty(rows, out_channels, device=device, dtype=dtype)
+    per_row = taps * (channels * x.element_size() + 4 * 8 + 4 * x.element_size() + 12 * 4)
+    step = max(1, min(rows, max_chunk_bytes // per_row))
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        pixel = torch.arange(start, stop, device=device) % n_pix
+        pos_y = out_y[pixel, None] + tap_i + offsets[start:stop, :, 0].float()
+        pos_x = out_x[pixel, None] + tap_j + offsets[start:stop, :, 1].float()
+        inside = (pos_y > -1) & (pos_y < height) & (pos_x > -1) & (pos_x < width)
+        pos_y = torch.where(inside, pos_y, 0.0)
+        pos_x = torch.where(inside, pos_x, 0.0)
+        low_y, low_x = pos_y.floor(), pos_x.floor()
+        frac_y, frac_x = pos_y - low_y, pos_x - low_x
+        scale = inside.float()
+        if modulation is not None:
+            scale = scale * modulation[start:stop].float()
+        top, bottom = (1 - frac_y) * scale, frac_y * scale
+        weights = torch.stack((top * (1 - frac_x), top * frac_x, bottom * (1 - frac_x), bottom * frac_x), dim=-1).to(
+            dtype
+        )
+        corner = row_image[start:stop, None] + (low_y.long() + 1) * padded_w + (low_x.long() + 1)
+        index = torch.stack((corner, corner + 1, corner + padded_w, corner + padded_w + 1), dim=-1)
+        sampled = F.embedding_bag(
+            index.view(-1, 4), table, per_sample_weights=weights.view(-1, 4), mode="sum"
+        )  # (chunk * taps, channels)
+        torch.matmul(sampled.view(stop - start, taps * channels), w_cols, out=out[start:stop])
+    if bias is not None:
+        out += bias.to(dtype)
+    return out.view(batch, geo.out_h, geo.out_w, out_channels).permute(0, 3, 1, 2)
+
+
+def _deform_grid_sample(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    geo: _Geometry,
+    max_chunk_bytes: int,
+) -> torch.Tensor:
+    batch, channels, height, width = x.shape
+    out_channels = weight.shape[0]
+    out_h, out_w, taps = geo.out_h, geo.out_w, geo.taps
     compute_dtype = x.dtype
     device = x.device
     x32 = x.float()
@@ -63,10 +173,9 @@ def deform_conv2d(
     mask32 = mask.float() if mask is not None else None
 
     # Sampling position of tap (i, j) at output (oy, ox) before the learned offset.
-    base_y = (torch.arange(out_h, device=device, dtype=torch.float32) * sh - ph).view(1, 1, out_h, 1)
-    base_x = (torch.arange(out_w, device=device, dtype=torch.float32) * sw - pw).view(1, 1, 1, out_w)
-    tap_i = (torch.arange(kh, device=device, dtype=torch.float32) * dh).repeat_interleave(kw)
-    tap_j = (torch.arange(kw, device=device, dtype=torch.float32) * dw).repeat(kh)
+    base_y = (torch.arange(out_h, device=device, dtype=torch.float32) * geo.sh - geo.ph).view(1, 1, out_h, 1)
+    base_x = (torch.arange(out_w, device=device, dtype=torch.float32) * geo.sw - geo.pw).view(1, 1, 1, out_w)
+    tap_i, tap_j = geo.tap_offsets(device)
 
     w_cols = weight.reshape(out_channels, channels, taps)
     n_pix = out_h * out_w

@@ -119,6 +119,7 @@ class PyramidVisionTransformerV2(nn.Module):
             self.add_module(f"block{i + 1}", blocks)
             self.add_module(f"norm{i + 1}", nn.LayerNorm(dim, eps=BLOCK_NORM_EPS))
             in_channels = dim
+        self.fast_paths = True
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         batch = x.shape[0]
@@ -128,6 +129,8 @@ class PyramidVisionTransformerV2(nn.Module):
             for block in getattr(self, f"block{i + 1}"):
                 x = block(x, height, width)
             x = getattr(self, f"norm{i + 1}")(x)
-            x = x.reshape(batch, height, width, -1).permute(0, 3, 1, 2).contiguous()
+            x = x.reshape(batch, height, width, -1).permute(0, 3, 1, 2)  # a channels-last view
+            if not self.fast_paths:
+                x = x.contiguous()
             outs.append(x)
         return outs

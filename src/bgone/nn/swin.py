@@ -74,18 +74,18 @@ class WindowAttention(nn.Module):
     def forward(self, windows: torch.Tensor, shift_mask: torch.Tensor | None, batch: int) -> torch.Tensor:
         """windows: (B*nW, N, C), batch-major; shift_mask: (nW, N, N) or None."""
         bnw, n, c = windows.shape
-        qkv = self.qkv(windows).view(bnw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        heads = self.num_heads
+        qkv = self.qkv(windows).view(bnw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
+        # The official formulation (scale q, add bias and mask, softmax): on a CPU it is about 3x faster
+        # than scaled_dot_product_attention, whose math fallback is what runs with an additive mask.
         bias = self.position_bias().to(q.dtype)  # (heads, N, N)
-        if shift_mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        else:
-            # Broadcast the (nW, heads, N, N) mask over the batch instead of materialising B copies.
-            n_windows = shift_mask.shape[0]
-            mask = bias.unsqueeze(0) + shift_mask.to(q.dtype).unsqueeze(1)
-            shape = (batch, n_windows, self.num_heads, n, c // self.num_heads)
-            out = F.scaled_dot_product_attention(q.view(shape), k.view(shape), v.view(shape), attn_mask=mask)
-            out = out.view(bnw, self.num_heads, n, c // self.num_heads)
+        if shift_mask is not None:
+            # (nW, heads, N, N), broadcast over the batch instead of materialising B copies.
+            bias = bias.unsqueeze(0) + shift_mask.to(q.dtype).unsqueeze(1)
+        scores = torch.matmul(q * (c // heads) ** -0.5, k.transpose(-2, -1))
+        scores = scores.view(batch, -1, heads, n, n).add_(bias).view(bnw, heads, n, n)
+        out = torch.matmul(torch.softmax(scores, dim=-1, out=scores), v)  # in place: one pass less
         return self.proj(out.transpose(1, 2).reshape(bnw, n, c))
 
 
@@ -206,6 +206,7 @@ class SwinTransformer(nn.Module):
         )
         for i, c in enumerate(spec.channels):
             self.add_module(f"norm{i}", nn.LayerNorm(c))
+        self.fast_paths = True
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.patch_embed(x)
@@ -215,6 +216,8 @@ class SwinTransformer(nn.Module):
         for i, layer in enumerate(self.layers):
             x_out, x = layer(x, height, width)
             norm: nn.LayerNorm = getattr(self, f"norm{i}")
-            outs.append(norm(x_out).view(batch, height, width, -1).permute(0, 3, 1, 2).contiguous())
+            out = norm(x_out).view(batch, height, width, -1).permute(0, 3, 1, 2)
+            # The permuted view is already channels-last, the layout the fast decoder works in.
+            outs.append(out if self.fast_paths else out.contiguous())
             height, width = (height + 1) // 2, (width + 1) // 2
         return outs
