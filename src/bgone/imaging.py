@@ -210,6 +210,8 @@ def _load_path(path: Path, max_bytes: int, max_pixels: int, max_frames: int) -> 
         stat = path.stat()
     except FileNotFoundError:
         raise ImageLoadError(f"no such file: {_short(str(path))}") from None
+    except ValueError:  # a NUL byte: no file can have this name
+        raise ImageLoadError(f"not a valid file name: {_short(repr(str(path)))}") from None
     except OSError as exc:
         raise ImageLoadError(f"cannot read {_short(str(path))}: {exc.strerror or exc}") from None
     if path.is_dir():

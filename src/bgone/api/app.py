@@ -20,11 +20,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -33,6 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from .. import __version__
 from ..jobs import CancelOutcome, Job, JobStatus, JobStore, Priority, open_job_store
 from ..storage import Storage, open_storage
+from .limits import BodySizeLimit
 from .metrics import Metrics
 from .schemas import APP_ID, BirefnetInput, BirefnetOutput, BirefnetV2Input, field_order
 from .settings import ServerSettings
@@ -126,6 +128,7 @@ def create_app(
     app.state.storage = storage
     app.state.worker = worker
     app.state.metrics = metrics
+    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -162,9 +165,12 @@ def create_app(
         deadline = None
         if timeout_header:
             try:
-                deadline = time.time() + float(timeout_header)
+                seconds = float(timeout_header)
             except ValueError:
-                raise _HTTPError(400, {"detail": "X-Fal-Request-Timeout must be a number of seconds"}) from None
+                seconds = float("nan")
+            if not 0 < seconds < 10**9:  # also refuses nan and inf
+                raise _HTTPError(400, {"detail": "X-Fal-Request-Timeout must be a positive number of seconds"})
+            deadline = time.time() + seconds
         priority = request.headers.get("x-fal-queue-priority", "normal").lower()
         if priority not in ("normal", "low"):
             raise _HTTPError(
@@ -373,7 +379,11 @@ def create_app(
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/api/history", dependencies=auth, tags=["ops"])
-    async def history(request: Request, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+    async def history(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+    ) -> list[dict[str, Any]]:
         queue_base = _base_url(request) + "/queue"
         return [
             {
@@ -384,7 +394,7 @@ def create_app(
                 "input": job.payload.get("input"),
                 "result": job.result_body if job.result_status == 200 else None,
             }
-            for job in store.history(limit=min(max(limit, 1), 500), offset=max(offset, 0))
+            for job in store.history(limit=limit, offset=offset)
         ]
 
     # -- the playground: static files shipped in the package, no CDN ------------------------------
@@ -407,6 +417,12 @@ def create_app(
     @app.exception_handler(_HTTPError)
     async def http_error(request: Request, exc: _HTTPError) -> JSONResponse:
         return JSONResponse(exc.body, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's own handler echoes each error's ``input``, which fails on bodies that are not
+        UTF-8 (a 500 for a client's mistake); this one echoes what can be shown and drops the rest."""
+        return JSONResponse({"detail": [_printable_error(error) for error in exc.errors()]}, status_code=422)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -435,6 +451,25 @@ def _bind_sync(handler: Any, endpoint: str, model: type) -> Any:
     # Real types, not the postponed strings of this module, so FastAPI sees the body model.
     route.__annotations__ = {"request": Request, "body": model, "return": JSONResponse}
     return route
+
+
+def _printable_error(error: dict[str, Any]) -> dict[str, Any]:
+    shown = {k: v for k, v in error.items() if k not in ("input", "ctx", "url")}
+    value = error.get("input")
+    if isinstance(value, bytes):
+        value = value[:200].decode("utf-8", errors="replace")
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        value = repr(value)[:200]
+    if isinstance(value, str) and len(value) > 200:
+        value = value[:200] + "…"  # never echo a whole data URI back
+    shown["input"] = value
+    if "ctx" in error:
+        shown["ctx"] = {
+            k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v) for k, v in error["ctx"].items()
+        }
+    return shown
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:

@@ -32,6 +32,9 @@ class ServerSettings(BaseSettings):
     model_memory_mb: int | None = Field(default=None, description="evict least recently used models beyond this")
     warm_model: str | None = "General Use (Light)"  # loaded at start-up for /ready; None: lazy
     max_image_bytes: int = 64 * 1024 * 1024
+    max_request_bytes: int = Field(
+        default=96 * 1024 * 1024, description="any request body; a 64 MiB image as a base64 data URI is ~86 MiB"
+    )
     max_image_pixels: int = 40_000_000
     max_frames: int = 300
     max_operating_side: int | None = Field(
