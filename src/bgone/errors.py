@@ -53,3 +53,10 @@ class FileDownloadError(InputError):
     """A URL that could not be fetched (HTTP error, timeout, refused address, too large)."""
 
     error_type = "file_download_error"
+
+
+class StorageError(BgoneError):
+    """An output that could not be stored (disk full, object store unreachable): the request failed
+    through no fault of its input, and retrying later can succeed."""
+
+    error_type = "storage_error"

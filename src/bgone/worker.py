@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from .api.schemas import ENDPOINTS, BirefnetV2Input, ImageFile, version_of
 from .api.settings import ServerSettings
-from .errors import BgoneError, InputError, ModelError
+from .errors import BgoneError, InputError, ModelError, StorageError
 from .fetch import fetch_url
 from .imaging import DecodedImage, encode_image, load_image, mime_for, to_data_uri
 from .jobs import Job, JobStore
@@ -184,14 +184,24 @@ class InferenceWorker:
             threading.Thread(target=beat, name="bgone-heartbeat", daemon=True).start()
         try:
             self._run_batch(jobs)
+        except Exception:
+            # The queue itself failed (Redis restarting): nothing is decided for these jobs. Letting
+            # their leases lapse hands them back to the queue instead of failing them for the client.
+            release = getattr(self.store, "release", None)
+            if release is not None:
+                release([job.request_id for job in jobs])
+            raise
         finally:
             beating.set()
 
     def _run_batch(self, jobs: list[Job]) -> None:
         prepared: list[Prepared] = []
+        transient = getattr(self.store, "transient_errors", ())
         for job in jobs:
             try:
                 prepared.append(self._prepare(job))
+            except transient:
+                raise
             except Exception as exc:
                 self._fail(job, exc)
         if not prepared:
@@ -207,6 +217,8 @@ class InferenceWorker:
             started = time.perf_counter()
             masks, sizes = remover.predict([p.decoded for p in prepared], prepared[0].options.operating_resolution)
             inference_time = time.perf_counter() - started
+        except transient:
+            raise
         except Exception as exc:
             for item in prepared:
                 self._fail(item.job, exc)
@@ -221,6 +233,8 @@ class InferenceWorker:
                 body, keys = self._output(item, result)
                 self._log(item.job, f"Completed in {inference_time:.2f}s of inference")
                 self._complete(item.job, 200, body, metrics={"inference_time": inference_time}, output_keys=keys)
+            except transient:
+                raise
             except Exception as exc:
                 self._fail(item.job, exc)
 
@@ -288,7 +302,11 @@ class InferenceWorker:
             if item.request.sync_mode:
                 url = to_data_uri(data, mime)
             else:
-                stored = self.storage.put(data, file_name=name, content_type=mime)
+                try:
+                    stored = self.storage.put(data, file_name=name, content_type=mime)
+                except Exception as exc:  # disk full, quota, object store unreachable
+                    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                    raise StorageError(f"could not store the output: {reason}") from exc
                 keys.append(stored.key)
                 presigned = getattr(self.storage, "url_for", lambda key: None)(stored.key)
                 url = presigned or f"{item.job.payload.get('base_url', '')}{FILES_PREFIX}{stored.key}"
@@ -298,9 +316,13 @@ class InferenceWorker:
             ).model_dump()
 
         stem = (item.decoded.name or "birefnet").replace("/", "_")[:80]
-        body: dict[str, Any] = {"image": image_file(result.frames, f"{stem}-output.{fmt}", result.durations)}
-        if item.request.output_mask:
-            body["mask_image"] = image_file(result.masks, f"{stem}-mask.{fmt}", result.durations)
+        try:
+            body: dict[str, Any] = {"image": image_file(result.frames, f"{stem}-output.{fmt}", result.durations)}
+            if item.request.output_mask:
+                body["mask_image"] = image_file(result.masks, f"{stem}-mask.{fmt}", result.durations)
+        except BaseException:
+            self.storage.delete(keys)  # no half-stored result outlives its failed request
+            raise
         return body, keys
 
     # -- outcomes --------------------------------------------------------------------------------
@@ -338,6 +360,10 @@ class InferenceWorker:
         elif isinstance(exc, ModelError):
             status, error_type, message = 500, exc.error_type, str(exc)
             body = {"detail": message, "error_type": error_type}
+        elif isinstance(exc, StorageError):
+            status, error_type, message = 503, exc.error_type, str(exc)
+            body = {"detail": message, "error_type": error_type}
+            logger.error("job %s: %s", job.request_id, message)
         else:
             status, error_type, message = 500, "internal_error", "Internal Server Error"
             body = {"detail": message, "error_type": error_type}

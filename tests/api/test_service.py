@@ -433,3 +433,31 @@ def test_webhooks_to_private_addresses_are_refused_at_submit(make_client) -> Non
     assert response.status_code == 422
     detail = response.json()["detail"][0]
     assert detail["loc"] == ["query", "fal_webhook"] and "refusing to send webhooks to" in detail["msg"]
+
+
+def test_a_full_disk_fails_the_request_cleanly_and_the_next_one_succeeds(client, monkeypatch) -> None:
+    """ENOSPC while storing the output: the request completes with a 503 storage_error (not lost, not
+    stuck), the image already stored for it is removed, and once space is back requests succeed."""
+    import errno
+
+    storage = client.app.state.storage
+    real_put = storage.put
+    stored: list[str] = []
+
+    def put_then_fill_the_disk(data, **kw):
+        if stored:  # the mask, after the image was stored
+            raise OSError(errno.ENOSPC, "No space left on device")
+        result = real_put(data, **kw)
+        stored.append(result.key)
+        return result
+
+    monkeypatch.setattr(storage, "put", put_then_fill_the_disk)
+    body = client.post("/queue/fal-ai/birefnet/v2", json={"image_url": png_data_uri(), "output_mask": True}).json()
+    final = wait_completed(client, urlparse(body["status_url"]).path)
+    assert final["error_type"] == "storage_error"
+    result = client.get(urlparse(body["response_url"]).path)
+    assert result.status_code == 503 and "No space left on device" in result.json()["detail"]
+    assert stored and storage.path(stored[0]) is None  # the orphaned image file was deleted
+    monkeypatch.setattr(storage, "put", real_put)
+    again = client.post("/fal-ai/birefnet/v2", json={"image_url": png_data_uri(), "output_mask": True})
+    assert again.status_code == 200 and again.json()["mask_image"]["url"]

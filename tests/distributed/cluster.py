@@ -74,28 +74,24 @@ class Cluster:
         return process
 
     def start_services(self) -> None:
+        self.start_redis()
+        self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)])
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{self.s3_port}/", timeout=1).status_code < 500, 30, "moto")
+
+    def start_redis(self) -> None:
+        """Redis with an append-only file in the cluster's folder, so a restart keeps the queue."""
         redis = shutil.which("redis-server")
         assert redis, "redis-server is not installed"
         (self.root / "redis").mkdir(exist_ok=True)
-        self._spawn(
-            "redis",
-            [
-                redis,
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--dir",
-                str(self.root / "redis"),
-            ],
-        )
-        self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)])
+        port, folder = str(self.redis_port), str(self.root / "redis")
+        command = [redis, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir", folder]
+        self._spawn("redis", command)
         wait_until(lambda: socket.create_connection(("127.0.0.1", self.redis_port), 1).close() is None, 20, "redis")
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{self.s3_port}/", timeout=1).status_code < 500, 30, "moto")
+
+    def restart_redis(self, down_seconds: float = 1.0) -> None:
+        self.kill("redis", signal.SIGTERM)  # a clean shutdown flushes the append-only file
+        time.sleep(down_seconds)
+        self.start_redis()
 
     def start_api(self, name: str, port: int | None = None) -> str:
         port = port or self.api_ports.get(name) or free_port()

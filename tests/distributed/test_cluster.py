@@ -124,3 +124,51 @@ def test_api_restart_and_200_jobs_exactly_once(cluster: Cluster) -> None:
         results[request_id] = response.json()
     assert len(results) == 200
     assert all(r["image"]["url"].startswith("data:image/png") for r in results.values())
+
+
+def test_a_redis_restart_under_load_loses_no_accepted_request(cluster: Cluster) -> None:
+    """Requests keep arriving while Redis restarts: every one the API accepted completes with a
+    result; the ones sent while Redis was down are refused with an error, never left hanging."""
+    import threading
+
+    api = cluster.start_api("api-a")
+    cluster.start_worker("worker-1")
+    accepted: list[str] = []
+    refused: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        seed = 0
+        while not stop.is_set():
+            try:
+                response = httpx.post(
+                    f"{api}/queue/fal-ai/birefnet/v2", json={"image_url": data_uri(seed % 4)}, timeout=30
+                )
+            except httpx.HTTPError:
+                refused.append(-1)
+            else:
+                if response.status_code == 200:
+                    accepted.append(response.json()["request_id"])
+                else:
+                    refused.append(response.status_code)
+            seed += 1
+            time.sleep(0.05)
+
+    sender = threading.Thread(target=load, daemon=True)
+    sender.start()
+    deadline = time.time() + 120
+    while len(accepted) < 10 or wait_done(api, accepted[0], timeout=120) is None:
+        assert time.time() < deadline, "no load"
+        time.sleep(0.05)
+    # The worker is running jobs and requests keep arriving: now restart Redis under them.
+    cluster.restart_redis(down_seconds=1.5)
+    time.sleep(2)
+    stop.set()
+    sender.join(30)
+    assert len(accepted) > 10
+    assert all(code in (-1, 503) for code in refused), refused  # 503 queue_unavailable, retryable
+    for request_id in accepted:
+        done = wait_done(api, request_id, timeout=240)
+        assert "error" not in done, done
+        result = httpx.get(f"{api}/queue/fal-ai/birefnet/requests/{request_id}", timeout=30)
+        assert result.status_code == 200, result.text

@@ -418,6 +418,20 @@ def create_app(
     async def http_error(request: Request, exc: _HTTPError) -> JSONResponse:
         return JSONResponse(exc.body, status_code=exc.status_code)
 
+    if settings.queue is not None:
+        import redis as redis_lib
+
+        @app.exception_handler(redis_lib.ConnectionError)
+        @app.exception_handler(redis_lib.TimeoutError)
+        async def queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
+            """Redis is restarting or unreachable: a retryable 503, not a 500, and nothing was accepted."""
+            logger.error("queue unavailable: %s", exc)
+            return JSONResponse(
+                {"detail": "The request queue is unavailable; retry shortly.", "error_type": "queue_unavailable"},
+                status_code=503,
+                headers={"retry-after": "1", "x-fal-error-type": "queue_unavailable"},
+            )
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         """FastAPI's own handler echoes each error's ``input``, which fails on bodies that are not

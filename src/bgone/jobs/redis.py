@@ -457,6 +457,7 @@ class RedisJobStore:
         max_attempts: int | None = 3,
         auto_heartbeat: bool = True,
         client: redis_lib.Redis | None = None,
+        connect_wait: float = 30.0,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
@@ -503,7 +504,35 @@ class RedisJobStore:
         self._heartbeater: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
-        self._r.ping()  # fail fast on a wrong URL / unreachable server
+        self._wait_for_server(connect_wait)
+
+    def _wait_for_server(self, patience: float) -> None:
+        """Ping until Redis answers: a worker or API node started while Redis restarts waits for it
+        instead of dying; a wrong URL still fails, after ``patience`` seconds, with Redis's error."""
+        deadline = time.monotonic() + patience
+        delay = 0.25
+        while True:
+            try:
+                self._r.ping()
+                return
+            except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.warning(
+                    "waiting for Redis at %s: %s (retrying for up to %.0f s)", self._safe_url(), exc, patience
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _safe_url(self) -> str:
+        """The URL without its password, for logs."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.url)
+        if parts.password:
+            netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            parts = parts._replace(netloc=netloc)
+        return urlunsplit(parts._replace(query=""))
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -900,6 +929,15 @@ class RedisJobStore:
                 target=self._heartbeat_loop, name=f"bgone-redis-heartbeat-{self.namespace}", daemon=True
             )
             self._heartbeater.start()
+
+    transient_errors: tuple[type[Exception], ...] = (redis_lib.ConnectionError, redis_lib.TimeoutError)
+
+    def release(self, request_ids: Iterable[str]) -> None:
+        """Stop renewing these leases: a worker that could not finish them (Redis went away mid-batch)
+        lets them expire, and the next reclaim puts them back in the queue for any worker."""
+        with self._held_lock:
+            for rid in request_ids:
+                self._held.pop(rid, None)
 
     def _heartbeat_loop(self) -> None:
         while not self._stop.wait(self.lease_seconds / 3):
