@@ -17,8 +17,6 @@ import asyncio
 import base64
 import io
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +33,7 @@ from cpu_latency import DEFAULT_OUTPUT, REPO, results_section, update_results
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import synthetic_photo
 from seeded import seeded_state_dict
+from served import start_serve
 
 SECTION_TITLE = "## Load test (benchmarks/load_test.py)"
 
@@ -60,38 +59,10 @@ class MemorySampler(threading.Thread):
             time.sleep(self.every)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_server(root: Path, checkpoint: Path, side: int) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    model_map = root / "models.json"
-    names = ["General Use (Light)", "General Use (Heavy)", "Portrait", "Matting", "General Use (Light 2K)"]
-    model_map.write_text(
-        json.dumps({"v1": dict.fromkeys(names, str(checkpoint)), "v2": dict.fromkeys(names, str(checkpoint))})
-    )
-    env = {**os.environ, "BGONE_MAX_OPERATING_SIDE": str(side), "HF_HUB_OFFLINE": "1"}
-    command = [
-        sys.executable, "-m", "bgone.cli", "serve", "--open", "--port", str(port), "--data-dir", str(root / "data"),
-        "--model-map", str(model_map), "--warm-model", "General Use (Light)", "--device", "cpu",
-    ]  # fmt: skip
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {(root / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-    raise RuntimeError("server did not become ready")
+    env = {"BGONE_MAX_OPERATING_SIDE": str(side)}
+    log = root / "server.log"
+    return start_serve(root / "data", checkpoint, log, env=env, warm_model="General Use (Light)", ready_path="/ready")
 
 
 def payloads(count: int) -> list[dict]:

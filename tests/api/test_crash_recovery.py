@@ -3,54 +3,21 @@ same data directory every accepted request completes, each with one visible resu
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 from service_helpers import png_data_uri
 
-from bgone.zoo import FAL_MODEL_MAP
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(data_dir: Path, model_map: Path, log: Path, port: int) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "BGONE_MAX_OPERATING_SIDE": "64", "BGONE_BATCH_SIZE": "1", "HF_HUB_OFFLINE": "1"}
-    command = [
-        sys.executable, "-m", "bgone.cli", "serve", "--open", "--port", str(port), "--data-dir", str(data_dir),
-        "--model-map", str(model_map), "--warm-model", "none", "--device", "cpu",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=log.open("a"), stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"server did not start: {log.read_text()[-2000:]}")
+from served import free_port, start_serve
 
 
 def test_sigkill_with_queued_and_running_requests_loses_nothing(tmp_path: Path, lite_checkpoint: Path) -> None:
-    model_map = tmp_path / "models.json"
-    model_map.write_text(
-        json.dumps({version: dict.fromkeys(names, str(lite_checkpoint)) for version, names in FAL_MODEL_MAP.items()})
-    )
     data_dir, log = tmp_path / "data", tmp_path / "server.log"
+    env = {"BGONE_MAX_OPERATING_SIDE": "64", "BGONE_BATCH_SIZE": "1"}
     port = free_port()  # the restart listens where the first server did: result URLs name it
-    server, url = start(data_dir, model_map, log, port)
+    server, url = start_serve(data_dir, lite_checkpoint, log, port=port, env=env)
     ids: list[str] = []
     try:
         for i in range(12):
@@ -74,7 +41,7 @@ def test_sigkill_with_queued_and_running_requests_loses_nothing(tmp_path: Path, 
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=30)
 
-    server, url = start(data_dir, model_map, log, port)
+    server, url = start_serve(data_dir, lite_checkpoint, log, port=port, env=env)
     try:
         deadline = time.time() + 180
         for request_id in ids:
