@@ -185,8 +185,9 @@ class InferenceWorker:
         try:
             self._run_batch(jobs)
         except Exception:
-            # The queue itself failed (Redis restarting): nothing is decided for these jobs. Letting
-            # their leases lapse hands them back to the queue instead of failing them for the client.
+            # Something beyond one job failed, typically the queue itself (Redis restarting), so nothing
+            # is decided for these jobs: letting their leases lapse hands them back to the queue (up to
+            # max_attempts) instead of failing them for the client.
             release = getattr(self.store, "release", None)
             if release is not None:
                 release([job.request_id for job in jobs])
