@@ -52,7 +52,6 @@ def machine_info() -> dict[str, Any]:
         usable = os.cpu_count() or 0
     return {
         "cpu": cpu,
-        "flags": flags,
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
         # bf16 speed on CPU hinges on these: without native bf16 ISA, oneDNN emulates it.
