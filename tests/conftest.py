@@ -89,6 +89,25 @@ def lite_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def lite_onnx(tmp_path_factory: pytest.TempPathFactory, lite_checkpoint: Path) -> tuple[Path, dict]:
+    """The seeded Swin-T exported once (through `bgone export onnx`, about 3 minutes on 2 cores), with the
+    command's JSON report. Needs the onnx extra; tests using it skip without onnxruntime."""
+    import json
+
+    from typer.testing import CliRunner
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from bgone.cli import app
+
+    path = tmp_path_factory.mktemp("onnx") / "lite.onnx"
+    args = ["export", "onnx", str(lite_checkpoint), "-o", str(path), "--json"]
+    result = CliRunner().invoke(app, [*args, "--validate-size", "96x64", "--validate-size", "64x160"])
+    assert result.exit_code == 0, result.output
+    return path, json.loads(result.output)
+
+
 def synthetic_photo(width: int = 150, height: int = 100, seed: int = 0) -> Image.Image:
     """A smooth picture with a bright disc: something like a subject on a background."""
     rng = np.random.default_rng(seed)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="bgone: self-hosted background removal on BiRefNet.", no_args_is_help=True)
 models_app = typer.Typer(help="List, download, verify and describe BiRefNet checkpoints.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+export_app = typer.Typer(help="Export a model for other runtimes.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -91,6 +93,13 @@ def remove(
             "(minutes on a small CPU); worth it for large folders.",
         ),
     ] = False,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="auto (onnx for .onnx files, else torch), torch, or onnx: run a graph from `bgone export onnx` "
+            "(or another BiRefNet ONNX file) with onnxruntime; --device picks its CPU or CUDA provider."
+        ),
+    ] = "auto",
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Threads decoding and encoding beside inference.")
     ] = 2,
@@ -140,6 +149,7 @@ def remove(
         max_frames=max_frames,
         progress=not quiet,
         compile=compile_model,
+        backend=backend,
     )
     if not quiet:
         err_console.print(f"bgone: {len(jobs)} image(s) with {remover.describe()}", highlight=False)
@@ -203,6 +213,13 @@ CompileOpt = Annotated[
         "(minutes on a small CPU). [default: off]",
     ),
 ]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="auto (onnx for .onnx files in the model map, torch otherwise), torch or onnx. [default: auto]",
+    ),
+]
 BatchSizeOpt = Annotated[
     int | None, typer.Option("--batch-size", min=1, help="Queued requests batched per forward pass. [default: 4]")
 ]
@@ -259,6 +276,7 @@ def serve(
     model_map: ModelMapOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    backend: BackendOpt = None,
     batch_size: BatchSizeOpt = None,
     compile_models: CompileOpt = None,
     max_models: MaxModelsOpt = None,
@@ -298,6 +316,7 @@ def serve(
         open_access=open_access,
         device=device,
         dtype=dtype,
+        backend=backend,
         batch_size=batch_size,
         compile=compile_models,
         max_models=max_models,
@@ -336,6 +355,7 @@ def worker(
     model_map: ModelMapOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    backend: BackendOpt = None,
     batch_size: BatchSizeOpt = None,
     compile_models: CompileOpt = None,
     max_models: MaxModelsOpt = None,
@@ -363,6 +383,7 @@ def worker(
         data_dir=data_dir,
         device=device,
         dtype=dtype,
+        backend=backend,
         batch_size=batch_size,
         compile=compile_models,
         max_models=max_models,
@@ -445,6 +466,121 @@ def bench(
     else:
         console.print(markdown(results), highlight=False, soft_wrap=True)
     if any("error" in row for row in results):
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def evaluate_models(
+    images: Annotated[
+        Path, typer.Option("--images", help="Folder of photos (searched recursively).", show_default=False)
+    ],
+    masks: Annotated[
+        Path,
+        typer.Option(
+            "--masks",
+            help="Folder of ground-truth masks with the images' relative paths and names (photo.jpg -> photo.png); "
+            "foreground is > 128.",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Registry name, fal name or checkpoint path (repeatable; default: lite)."),
+    ] = None,
+    resolution: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--resolution",
+            "-r",
+            help="Operating resolution N, WxH, dynamic or native (repeatable; default: native, the model's own).",
+        ),
+    ] = None,
+    dtype: Annotated[
+        list[str] | None,
+        typer.Option("--dtype", help="auto, float32, bfloat16 or float16 (repeatable; default: auto)."),
+    ] = None,
+    patch_order: Annotated[
+        list[str] | None,
+        typer.Option("--patch-order", help="legacy or einops (repeatable; default: the checkpoint's own)."),
+    ] = None,
+    predictions: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--predictions",
+            help="A folder of ready-made masks to score too, named like the images (repeatable; no model runs).",
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 1,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N pairs (path order).")] = None,
+    per_image: Annotated[bool, typer.Option("--per-image", help="Also print every image's scores.")] = False,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write the report (per image and averaged) to PATH, or - for stdout.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail when an image has no mask (default: skip it).")
+    ] = False,
+    no_hce: Annotated[bool, typer.Option("--no-hce", help="Skip HCE, the slowest metric.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Score models and settings on your labelled photos: S-measure, F-measures, E-measure, MAE, HCE.
+
+    Every combination of --model, --resolution, --dtype and --patch-order runs over the images, plus each
+    --predictions folder; the table shows dataset averages and img/s, --json everything per image."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .evaluate import build_configs, evaluate_dataset, find_pairs, per_image_table, summary_table
+    from .metrics import backend
+
+    backend()  # one clear line when the optional package is missing
+    configs = build_configs(model or [], resolution or [], dtype or [], patch_order or [], predictions or [])
+    dataset = find_pairs(images, masks, strict=strict, limit=limit)
+    if dataset.unmatched:
+        shown = ", ".join(dataset.unmatched[:5]) + (" ..." if len(dataset.unmatched) > 5 else "")
+        err_console.print(
+            f"[yellow]warning[/] {len(dataset.unmatched)} image(s) without a mask skipped: {escape(shown)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    to_stdout = json_path == "-"
+    out = err_console if to_stdout else console
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+    )
+    with progress:
+        task = progress.add_task("evaluating", total=len(dataset.pairs) * len(configs))
+
+        def on_progress(label: str, advance: int) -> None:
+            progress.update(task, advance=advance, description=escape(label))
+
+        report = evaluate_dataset(
+            dataset, configs, device=device, batch_size=batch_size, hce=not no_hce, progress=on_progress
+        )
+    # Piped or captured output gets the tables' natural width rather than 80 folded columns.
+    printer = out if out.is_terminal else Console(file=out.file, width=400)
+    printer.print(summary_table(report))
+    if per_image:
+        printer.print(per_image_table(report))
+    if json_path:
+        text = json.dumps(report.to_dict(), indent=2)
+        if to_stdout:
+            print(text)
+        else:
+            Path(json_path).write_text(text + "\n")
+            err_console.print(f"report written to {escape(json_path)}", highlight=False)
+    failed = [(r.label, f) for r in report.results for f in r.failed]
+    for label, failure in failed:
+        err_console.print(
+            f"[red]failed[/] {escape(failure['image'])} ({escape(label)}): {escape(failure['error'])}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if failed:
         raise typer.Exit(1)
 
 
@@ -614,6 +750,72 @@ def verify(
             failed += 1
             err_console.print(f"[red]FAILED[/] {escape(label)}: {escape(str(exc))}", soft_wrap=True)
     if failed:
+        raise typer.Exit(1)
+
+
+@export_app.command("onnx", no_args_is_help=True)
+def export_onnx_command(
+    model: Annotated[str, typer.Argument(help="Registry name, fal name or checkpoint path.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The .onnx file to write.", show_default=False)],
+    dtype: Annotated[
+        str, typer.Option(help="float32, or float16 (half the size; for GPUs; inputs/outputs stay float32).")
+    ] = "float32",
+    opset: Annotated[int | None, typer.Option(help="ONNX opset. [default: 19]")] = None,
+    deform: Annotated[
+        str,
+        typer.Option(
+            help="deformconv: ONNX DeformConv nodes (opset 19+, onnxruntime runs them natively); "
+            "gridsample: GridSample nodes, for runtimes without DeformConv (opset 16+)."
+        ),
+    ] = "deformconv",
+    sigmoid: Annotated[
+        bool, typer.Option("--sigmoid/--logits", help="Output probabilities (`mask`) or logits (`logits`).")
+    ] = False,
+    patch_order: Annotated[
+        str | None, typer.Option(help="einops or legacy. [default: the checkpoint's own]")
+    ] = None,
+    max_side: Annotated[int, typer.Option("--max-side", help="Largest height/width the graph accepts.")] = 4096,
+    validate: Annotated[
+        bool, typer.Option("--validate/--no-validate", help="Compare onnxruntime with PyTorch after export.")
+    ] = True,
+    validate_size: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--validate-size", help="WxH checked after export (repeatable; the first runs as a batch of 2)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Export a BiRefNet to ONNX with dynamic batch, height and width (multiples of 32), then check it."""
+    from .onnx_export import DEFAULT_VALIDATION_SIZES, export_onnx
+
+    def say(message: str) -> None:
+        if not as_json:
+            err_console.print(message, highlight=False)
+
+    report = export_onnx(
+        model,
+        output,
+        dtype=dtype,
+        opset=opset,
+        deform=deform,  # type: ignore[arg-type]
+        sigmoid=sigmoid,
+        patch_order=patch_order,
+        max_side=max_side,
+        validate=validate,
+        validation_sizes=validate_size or DEFAULT_VALIDATION_SIZES,
+        progress=say,
+    )
+    if as_json:
+        console.print_json(json.dumps(report.to_dict()))
+    elif report.validation:
+        verdict = "[green]OK[/]" if report.passed else "[red]FAILED[/]"
+        console.print(
+            f"{verdict} max |onnxruntime - PyTorch| = {report.max_abs_diff:.2e} "
+            f"(tolerance {report.tolerance:.0e}) over {len(report.validation)} sizes",
+            highlight=False,
+        )
+    if report.passed is False:
         raise typer.Exit(1)
 
 

@@ -18,7 +18,9 @@ from typing import Any
 import torch
 from PIL import Image, ImageChops
 
+from .errors import ModelError
 from .imaging import DecodedImage, composite, encode_image, load_image, parse_color
+from .onnx_backend import resolve_backend
 from .preprocess import Size, bounding_box, logits_to_masks, operating_size, parse_resolution, to_model_input
 from .refine import refine_foreground as refine_colors
 from .runtime import (
@@ -140,28 +142,54 @@ class Remover:
         progress: bool = True,
         fetcher: Callable[[str], bytes] | None = None,
         compile: bool = False,
+        backend: str = "auto",
         **options: Any,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
-        if self.device.type == "cpu":
-            tune_cpu_allocator()
-        self.memory_format = torch.channels_last if use_channels_last(self.device) else torch.contiguous_format
+        self.backend = resolve_backend(backend, model)
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.max_frames = max_frames
         self.fetcher = fetcher  # URL inputs; default: bgone.fetch.fetch_url (no private addresses)
         self.options = RemovalOptions.build(**options)
         self.compiled = compile
-        self.net = cache.get(os.fspath(model), self.device, self.dtype, patch_order, progress=progress, compile=compile)
-        variant = getattr(self.net, "variant", None)
-        self.model_name = variant.name if variant is not None else os.fspath(model)
-        self.native: Size | None = variant.resolution if variant is not None else DEFAULT_NATIVE
-        logger.info("bgone: model %s on %s (%s)", self.model_name, self.device, dtype_name(self.dtype))
+        if self.backend == "onnx":
+            self._init_onnx(model, device, dtype, compile, cache)
+        else:
+            self.device = resolve_device(device)
+            self.dtype = resolve_dtype(dtype, self.device)
+            if self.device.type == "cpu":
+                tune_cpu_allocator()
+            self.memory_format = torch.channels_last if use_channels_last(self.device) else torch.contiguous_format
+            self.net = cache.get(
+                os.fspath(model), self.device, self.dtype, patch_order, progress=progress, compile=compile
+            )
+            variant = getattr(self.net, "variant", None)
+            self.model_name = variant.name if variant is not None else os.fspath(model)
+            self.native: Size | None = variant.resolution if variant is not None else DEFAULT_NATIVE
+        logger.info("bgone: model %s", self.describe())
+
+    def _init_onnx(
+        self, model: str | os.PathLike[str], device: Any, dtype: Any, compile: bool, cache: ModelCache
+    ) -> None:
+        """An exported graph run by onnxruntime: its own dtype and device (providers); tensors stay on the CPU."""
+        if compile:
+            raise ModelError("--compile applies to the PyTorch backend, not to ONNX graphs")
+        if dtype not in (None, "auto", "float32", torch.float32):
+            raise ModelError("an ONNX graph computes in the dtype it was exported with; leave --dtype at auto")
+        self.net = cache.get_onnx(os.fspath(model), "auto" if device is None else str(device))
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self.memory_format = torch.contiguous_format
+        self.model_name = self.net.info.name
+        self.native = self.net.info.resolution
+        if self.net.info.fixed_size is not None:  # a fixed-shape export (official release, rembg): its size only
+            self.options = self.options.updated(operating_resolution=self.net.info.fixed_size)
 
     def describe(self) -> str:
+        if self.backend == "onnx":
+            return f"{self.model_name} (ONNX, {self.net.info.dtype}) on onnxruntime {self.net.provider}"
         return f"{self.model_name} on {self.device} ({dtype_name(self.dtype)})"
 
     def load(self, source: ImageSource | DecodedImage) -> DecodedImage:

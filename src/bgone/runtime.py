@@ -6,6 +6,7 @@ import ctypes
 import functools
 import os
 import sys
+from typing import Any
 
 import torch
 
@@ -155,14 +156,31 @@ class ModelCache:
             if compile:
                 model = compile_model(model, device)
             self._models[key] = model
-            while len(self._models) > self.max_models or (
-                self.max_bytes is not None and len(self._models) > 1 and self.loaded_bytes() > self.max_bytes
-            ):
-                self._models.popitem(last=False)
+            self._evict()
             return model
 
+    def get_onnx(self, path: str, device: str) -> Any:
+        """An onnxruntime session for an exported graph (``bgone.onnx_backend.OnnxNetwork``), cached alike."""
+        from .onnx_backend import OnnxNetwork
+
+        key = (str(path), device, "onnx", None, False)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            network = OnnxNetwork(path, device=device)
+            self._models[key] = network  # type: ignore[assignment]
+            self._evict()
+            return network
+
+    def _evict(self) -> None:
+        while len(self._models) > self.max_models or (
+            self.max_bytes is not None and len(self._models) > 1 and self.loaded_bytes() > self.max_bytes
+        ):
+            self._models.popitem(last=False)
+
     def loaded_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for m in self._models.values() for t in (*m.parameters(), *m.buffers()))
+        return sum(_model_bytes(m) for m in self._models.values())
 
     def __len__(self) -> int:
         return len(self._models)
@@ -170,6 +188,12 @@ class ModelCache:
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
+
+
+def _model_bytes(model: Any) -> int:
+    if isinstance(model, torch.nn.Module):
+        return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    return int(getattr(model, "file_bytes", 0))  # an ONNX session: about its weights' size
 
 
 def compile_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

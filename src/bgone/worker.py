@@ -7,6 +7,7 @@ outputs, its errors) stays its own. Every job ends COMPLETED, with a result or w
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import socket
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from .api.rembg import REMBG_ENDPOINT, RembgInput, rembg_batch_key, rembg_resolution
 from .api.schemas import ENDPOINTS, BirefnetV2Input, ImageFile, version_of
 from .api.settings import ServerSettings
 from .errors import BgoneError, InputError, ModelError, StorageError
@@ -25,6 +27,7 @@ from .fetch import fetch_url
 from .imaging import DecodedImage, encode_image, load_image, mime_for, to_data_uri
 from .jobs import Job, JobStore
 from .pipeline import RemovalOptions, Remover
+from .postprocess import rembg_cutout
 from .runtime import ModelCache
 from .storage import Storage
 from .webhooks import WebhookSender
@@ -36,9 +39,10 @@ FILES_PREFIX = "/files/"
 @dataclass
 class Prepared:
     job: Job
-    request: Any  # BirefnetInput | BirefnetV2Input
+    request: Any  # BirefnetInput | BirefnetV2Input | RembgInput
     decoded: DecodedImage
     options: RemovalOptions
+    source: str  # the model to run: registry name or checkpoint path
 
 
 def resolve_model(settings: ServerSettings, endpoint: str, fal_name: str) -> str:
@@ -61,6 +65,8 @@ def operating_resolution(request: Any, max_side: int | None = None) -> str | Non
 
 
 def batch_key_for(settings: ServerSettings, endpoint: str, payload: dict[str, Any]) -> str:
+    if endpoint == REMBG_ENDPOINT:  # same form: model source | operating resolution
+        return rembg_batch_key(settings, payload)
     request = ENDPOINTS[endpoint].model_validate(payload)
     source = resolve_model(settings, endpoint, str(request.model))
     return f"{source}|{operating_resolution(request, settings.max_operating_side)}"
@@ -162,6 +168,7 @@ class InferenceWorker:
             dtype=self.settings.dtype,
             batch_size=self.settings.batch_size,
             compile=self.settings.compile,
+            backend=self.settings.backend,
             max_pixels=self.settings.max_image_pixels,
             max_frames=self.settings.max_frames,
             cache=self.cache,
@@ -207,7 +214,7 @@ class InferenceWorker:
                 self._fail(job, exc)
         if not prepared:
             return
-        source = resolve_model(self.settings, prepared[0].job.endpoint, str(prepared[0].request.model))
+        source = prepared[0].source
         try:
             remover = self.remover(source)
             for item in prepared:
@@ -230,8 +237,11 @@ class InferenceWorker:
                     self._cancelled(item.job)
                     continue
                 result = remover.finish(item.decoded, image_masks, item.options, size)
+                rembg = isinstance(item.request, RembgInput)
+                if rembg:
+                    result = self._rembg_frames(item, result, remover)
                 self._log(item.job, "Encoding output")
-                body, keys = self._output(item, result)
+                body, keys = self._rembg_output(item, result) if rembg else self._output(item, result)
                 self._log(item.job, f"Completed in {inference_time:.2f}s of inference")
                 self._complete(item.job, 200, body, metrics={"inference_time": inference_time}, output_keys=keys)
             except transient:
@@ -241,23 +251,71 @@ class InferenceWorker:
 
     def _prepare(self, job: Job) -> Prepared:
         payload = job.payload
+        if job.endpoint == REMBG_ENDPOINT:
+            return self._prepare_rembg(job)
         request = ENDPOINTS[job.endpoint].model_validate(payload["input"])
         if self.store.is_cancel_requested(job.request_id):
             raise _Cancelled()
-        self._log(job, "Downloading image" if request.image_url.startswith("http") else "Decoding image")
-        decoded = self._load(request.image_url, payload.get("base_url", ""))
-        self._log(
-            job,
-            f"Decoded {decoded.source_format or 'image'} {decoded.size[0]}x{decoded.size[1]}"
-            + (f", {len(decoded.frames)} frames" if decoded.is_animated else ""),
-        )
+        decoded = self._decode(job, request.image_url)
         options = RemovalOptions.build(
             operating_resolution=operating_resolution(request, self.settings.max_operating_side),
             refine_foreground=request.refine_foreground,
             output_mask=request.output_mask,
             mask_only=getattr(request, "mask_only", False),
         )
-        return Prepared(job, request, decoded, options)
+        return Prepared(job, request, decoded, options, resolve_model(self.settings, job.endpoint, str(request.model)))
+
+    def _decode(self, job: Job, image_url: str) -> DecodedImage:
+        self._log(job, "Downloading image" if image_url.startswith("http") else "Decoding image")
+        decoded = self._load(image_url, job.payload.get("base_url", ""))
+        self._log(
+            job,
+            f"Decoded {decoded.source_format or 'image'} {decoded.size[0]}x{decoded.size[1]}"
+            + (f", {len(decoded.frames)} frames" if decoded.is_animated else ""),
+        )
+        return decoded
+
+    # -- rembg's API (api/rembg.py): the network's mask, then rembg's options on it ----------------
+    def _prepare_rembg(self, job: Job) -> Prepared:
+        request = RembgInput.model_validate(job.payload["input"])
+        if self.store.is_cancel_requested(job.request_id):
+            raise _Cancelled()
+        decoded = self._decode(job, request.image_url)
+        resolution = rembg_resolution(request.model, request.operating_resolution, self.settings.max_operating_side)
+        # The pipeline stops at the alpha (times any input alpha); rembg_cutout does the rest.
+        options = RemovalOptions.build(operating_resolution=resolution, refine_foreground=False, mask_only=True)
+        return Prepared(job, request, decoded, options, request.model)
+
+    def _rembg_frames(self, item: Prepared, result: Any, remover: Remover) -> Any:
+        options = item.request.options()
+        device = remover.device if remover.device.type != "cpu" else None
+        result.frames = [
+            rembg_cutout(frame, mask, options, refine_device=device)
+            for frame, mask in zip(item.decoded.frames, result.masks, strict=True)
+        ]
+        return result
+
+    def _rembg_output(self, item: Prepared, result: Any) -> tuple[dict[str, Any], list[str]]:
+        """Always PNG, as rembg; a still image keeps its mode (RGBA, or "L" for a mask) like rembg's."""
+        if len(result.frames) == 1:
+            buffer = io.BytesIO()
+            result.frames[0].save(buffer, "PNG")
+            data = buffer.getvalue()
+        else:  # an animation: APNG, every frame
+            data = encode_image(result.frames, "png", durations=result.durations, loop=result.loop)
+        stem = (item.decoded.name or "rembg").replace("/", "_")[:80]
+        name = f"{stem}-{'mask' if item.request.only_mask else 'output'}.png"
+        try:
+            stored = self.storage.put(data, file_name=name, content_type="image/png")
+        except Exception as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise StorageError(f"could not store the output: {reason}") from exc
+        width, height = result.frames[0].size
+        url = f"{item.job.payload.get('base_url', '')}{FILES_PREFIX}{stored.key}"
+        image = ImageFile(
+            url=url, content_type="image/png", file_name=name, file_size=len(data), width=width, height=height
+        )
+        return {"image": image.model_dump(), "storage_key": stored.key}, [stored.key]
 
     def _load(self, url: str, base_url: str) -> DecodedImage:
         limits = {
@@ -331,6 +389,9 @@ class InferenceWorker:
         self.store.append_log(job.request_id, message, level=level)
 
     def _complete(self, job: Job, status_code: int, body: Any, **kw: Any) -> None:
+        upload = (job.payload.get("input") or {}).get("input_key") if job.endpoint == REMBG_ENDPOINT else None
+        if upload:  # a rembg upload goes with the request (the route deletes it too, when it is still there)
+            kw["output_keys"] = [*kw.get("output_keys", []), upload]
         done = self.store.complete(job.request_id, status_code=status_code, body=body, **kw)
         if done is not None:
             self._after_complete(done)

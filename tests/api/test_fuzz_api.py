@@ -37,12 +37,24 @@ def test_no_operation_answers_with_a_server_error(api_client: TestClient) -> Non
         case = data.draw(operation.as_strategy())
         request = case.as_transport_kwargs(base_url="http://testserver")
         request.pop("base_url", None)
+        _numbers_as_text(request)
         response = api_client.request(**request)
         seen.add(operation.label)
         case.validate_response(response, checks=[not_a_server_error])
 
     run()
     assert len(seen) >= len(operations) // 2  # the draw really spread over the API
+
+
+def _numbers_as_text(request: dict) -> None:
+    """schemathesis puts numeric multipart fields (rembg's af, ab, ae) into ``files`` as ints, which the
+    HTTP client cannot encode; on the wire every form field is text anyway."""
+    files = request.get("files")
+    if files:
+        request["files"] = [
+            (name, (part[0], str(part[1]), *part[2:]) if isinstance(part[1], int | float) else part)
+            for name, part in files
+        ]
 
 
 JSON = st.recursive(

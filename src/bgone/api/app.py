@@ -7,6 +7,8 @@ Layout (one process serves everything, so the stock ``fal_client`` works with
 - ``POST /queue/fal-ai/birefnet[/v2]``: submit; status, stream, result and cancel live under
   ``/queue/fal-ai/birefnet/requests/{id}`` (no ``/v2``, as on fal).
 - ``POST /storage/auth/token`` + ``POST /files/upload``: fal's CDN upload flow; ``GET /files/{key}``.
+- ``GET /api/remove?url=…`` and ``POST /api/remove`` (multipart ``file``): rembg's ``rembg s`` API
+  (``api/rembg.py``), answering ``image/png``, on the same queue.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ..jobs import CancelOutcome, Job, JobStatus, JobStore, Priority, open_job_s
 from ..storage import Storage, open_storage
 from .limits import BodySizeLimit
 from .metrics import Metrics
+from .rembg import add_rembg_routes
 from .schemas import APP_ID, BirefnetInput, BirefnetOutput, BirefnetV2Input, field_order
 from .settings import ServerSettings
 
@@ -159,7 +162,9 @@ def create_app(
             return
         raise _HTTPError(401, {"detail": "Missing or invalid API key: send `Authorization: Key <key>`."})
 
-    def submit(request: Request, endpoint: str, body: Any, *, sync: bool) -> Job:
+    def submit(
+        request: Request, endpoint: str, body: Any, *, sync: bool, app_id: str = APP_ID, webhooks: bool = True
+    ) -> Job:
         payload = body.model_dump(mode="json")
         timeout_header = request.headers.get("x-fal-request-timeout")
         deadline = None
@@ -185,20 +190,20 @@ def create_app(
                     ]
                 },
             )
-        webhook = request.query_params.get("fal_webhook")
+        webhook = request.query_params.get("fal_webhook") if webhooks else None
         if webhook and (problem := worker.webhooks.check_url(webhook)):
             raise _HTTPError(
                 422, {"detail": [{"loc": ["query", "fal_webhook"], "msg": problem, "type": "value_error"}]}
             )
         job = store.submit(
             endpoint=endpoint,
-            app=APP_ID,
+            app=app_id,
             payload={"input": payload, "base_url": _base_url(request)},
             priority=Priority.LOW if priority == "low" else Priority.NORMAL,
             batch_key=batch_key_for(settings, endpoint, payload),
             start_deadline=deadline,
             webhook_url=webhook,
-            keep_history=not (sync or body.sync_mode),
+            keep_history=not (sync or getattr(body, "sync_mode", False)),
         )
         worker.notify()
         return job
@@ -248,6 +253,11 @@ def create_app(
     )
     app.post("/queue/fal-ai/birefnet/v2", dependencies=auth, tags=["queue"])(
         _bind_sync(run_queue, "fal-ai/birefnet/v2", BirefnetV2Input)
+    )
+
+    # rembg's `rembg s` API on the same queue (internal job endpoint, never a fal route)
+    add_rembg_routes(
+        app, settings=settings, store=store, storage=storage, submit=submit, base_url=_base_url, dependencies=auth
     )
 
     def find(owner: str, alias: str, request_id: str) -> Job:

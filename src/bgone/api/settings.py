@@ -26,6 +26,7 @@ class ServerSettings(BaseSettings):
     model_map: dict[str, dict[str, str]] = Field(default_factory=dict, description="{'v2': {fal name: model}}")
     device: str = "auto"
     dtype: str = "auto"  # bfloat16 where the device computes it natively; "float32" forces official numerics
+    backend: str = Field(default="auto", description="auto: onnxruntime for .onnx model files, PyTorch otherwise")
     batch_size: int = 4
     compile: bool = Field(default=False, description="torch.compile models (one-off compilation per size)")
     max_models: int = 2
@@ -53,6 +54,13 @@ class ServerSettings(BaseSettings):
     storage: str | None = Field(default=None, description="s3://bucket/prefix; default: files in data_dir")
     role: str = Field(default="all", description="all: API and worker; api: no model is ever loaded here")
 
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value not in ("auto", "torch", "onnx"):
+            raise ValueError("backend must be 'auto', 'torch' or 'onnx'")
+        return value
+
     @field_validator("role")
     @classmethod
     def _role(cls, value: str) -> str:
@@ -76,6 +84,14 @@ class ServerSettings(BaseSettings):
         mapping.update(self.model_map.get(version, {}))
         return mapping
 
+    def rembg_model_map(self) -> dict[str, str]:
+        """rembg model name → registry name or checkpoint path (``{"rembg": {...}}`` in the model map)."""
+        from .rembg import REMBG_MODEL_MAP
+
+        mapping = dict(REMBG_MODEL_MAP)
+        mapping.update(self.model_map.get("rembg", {}))
+        return mapping
+
     @property
     def database_path(self) -> Path:
         return self.data_dir / "bgone.db"
@@ -83,13 +99,18 @@ class ServerSettings(BaseSettings):
 
 def load_model_map(path: Path) -> dict[str, dict[str, str]]:
     """A JSON object from fal model name to registry name or checkpoint path, for both endpoints
-    (``{"General Use (Heavy)": "hr"}``), or per version (``{"v1": {...}, "v2": {...}}``)."""
+    (``{"General Use (Heavy)": "hr"}``), or per version (``{"v1": {...}, "v2": {...}}``, plus
+    ``"rembg": {...}`` for rembg's model names). In the flat form rembg names go to the rembg map."""
+    from .rembg import REMBG_MODEL_MAP
+
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict):
         raise ValueError(f"{path}: the model map must be a JSON object")
-    if set(data) <= {"v1", "v2"}:
+    if set(data) <= {"v1", "v2", "rembg"}:
         return {k: dict(v) for k, v in data.items()}
-    return {"v1": {k: v for k, v in data.items() if k in FAL_MODEL_MAP["v1"]}, "v2": dict(data)}
+    rembg = {k: v for k, v in data.items() if k.lower() in REMBG_MODEL_MAP}
+    mapping = {"v1": {k: v for k, v in data.items() if k in FAL_MODEL_MAP["v1"]}, "v2": dict(data)}
+    return {**mapping, "rembg": rembg} if rembg else mapping
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .deform_conv import deform_conv2d
+from .deform_conv import DEFORM_METHODS, DeformMethod, deform_conv2d
 from .pvt import PVT_SPECS, PyramidVisionTransformerV2
 from .swin import SWIN_SPECS, SwinTransformer
 
@@ -91,7 +91,7 @@ def image_to_patches(x: torch.Tensor, size: tuple[int, int] | torch.Size, order:
     einops: channel = (c, patch row, patch column); legacy: channel = (patch column, patch row, c).
     """
     batch, channels, height, width = x.shape
-    ph, pw = int(size[0]), int(size[1])
+    ph, pw = size[0], size[1]  # no int(): exported graphs keep these symbolic
     gh, gw = height // ph, width // pw
     if gh * ph != height or gw * pw != width:
         raise ValueError(
@@ -111,6 +111,7 @@ class DeformableConv2d(nn.Module):
         self.modulator_conv = nn.Conv2d(in_channels, taps, kernel_size, padding=self.padding)
         self.regular_conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=self.padding, bias=False)
         self.fast_paths = True
+        self.deform_method: DeformMethod = "gather"  # of the fast path; exports pick "op" or "grid_sample"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fast_paths:  # the official formulation, kept as the benchmarks' baseline
@@ -129,7 +130,9 @@ class DeformableConv2d(nn.Module):
         )
         offset, modulation = both[:, : 2 * taps], both[:, 2 * taps :]
         mask = 2.0 * torch.sigmoid(modulation)
-        return deform_conv2d(x, offset, self.regular_conv.weight, None, padding=self.padding, mask=mask)
+        return deform_conv2d(
+            x, offset, self.regular_conv.weight, None, padding=self.padding, mask=mask, method=self.deform_method
+        )
 
 
 class _ASPPModuleDeformable(nn.Module):
@@ -365,6 +368,17 @@ class BiRefNet(nn.Module):
         for module in self.modules():
             if hasattr(module, "fast_paths"):
                 module.fast_paths = enabled
+
+    def set_deform_method(self, method: DeformMethod) -> None:
+        """How the fast path samples deformable convolutions: "gather" (the default), "grid_sample", or
+        "op" (one ``bgone::deform_conv2d`` operator, exported to ONNX as ``DeformConv``)."""
+        if method not in DEFORM_METHODS:
+            raise ValueError(
+                f"unknown deformable-convolution method {method!r}; use one of {', '.join(DEFORM_METHODS)}"
+            )
+        for module in self.modules():
+            if isinstance(module, DeformableConv2d):
+                module.deform_method = method
 
     def set_patch_order(self, order: PatchOrder) -> None:
         """Switch the patch order without reloading weights (weight shapes do not depend on it)."""

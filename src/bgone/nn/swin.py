@@ -84,7 +84,7 @@ class WindowAttention(nn.Module):
             # (nW, heads, N, N), broadcast over the batch instead of materialising B copies.
             bias = bias.unsqueeze(0) + shift_mask.to(q.dtype).unsqueeze(1)
         scores = torch.matmul(q * (c // heads) ** -0.5, k.transpose(-2, -1))
-        scores = scores.view(batch, -1, heads, n, n).add_(bias).view(bnw, heads, n, n)
+        scores = scores.view(batch, bnw // batch, heads, n, n).add_(bias).view(bnw, heads, n, n)
         out = torch.matmul(torch.softmax(scores, dim=-1, out=scores), v)  # in place: one pass less
         return self.proj(out.transpose(1, 2).reshape(bnw, n, c))
 
@@ -104,14 +104,17 @@ class SwinTransformerBlock(nn.Module):
         ws = self.window_size
         shortcut = x
         x = self.norm1(x).view(batch, height, width, channels)
-        pad_b = (ws - height % ws) % ws
-        pad_r = (ws - width % ws) % ws
-        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
-        hp, wp = height + pad_b, width + pad_r
+        # Padded sizes as ceilings rather than (ws - h % ws) % ws: the same numbers, but far simpler
+        # symbolic expressions when the model is exported with dynamic height and width. Written with
+        # non-negative operands: ONNX integer division truncates, so -(-h // ws) would come out wrong.
+        hp, wp = _round_up(height, ws), _round_up(width, ws)
+        x = F.pad(x, (0, 0, 0, wp - width, 0, hp - height))
         if self.shift_size:
             x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
         windows = (
-            x.view(batch, hp // ws, ws, wp // ws, ws, channels).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, channels)
+            x.view(batch, hp // ws, ws, wp // ws, ws, channels)
+            .permute(0, 1, 3, 2, 4, 5)
+            .reshape(batch * (hp // ws) * (wp // ws), ws * ws, channels)
         )
         windows = self.attn(windows, shift_mask if self.shift_size else None, batch)
         x = (
@@ -121,8 +124,7 @@ class SwinTransformerBlock(nn.Module):
         )
         if self.shift_size:
             x = torch.roll(x, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
-        if pad_b or pad_r:
-            x = x[:, :height, :width, :]
+        x = x[:, :height, :width, :]  # a no-op view when nothing was padded; no branch on the size
         x = shortcut + x.reshape(batch, length, channels)
         return x + self.mlp(self.norm2(x))
 
@@ -136,25 +138,38 @@ class PatchMerging(nn.Module):
     def forward(self, x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         batch, _, channels = x.shape
         x = x.view(batch, height, width, channels)
-        if height % 2 or width % 2:
+        half_h, half_w = _half(height), _half(width)
+        # Exports always pad (by zero rows when even): a branch on the size would pin it in the graph.
+        if torch.compiler.is_exporting() or height % 2 or width % 2:
             x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
-        # Order (0,0), (1,0), (0,1), (1,1) as the official code concatenates them.
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
-        x = x.view(batch, -1, 4 * channels)
+        # The official code concatenates x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]:
+        # each 2x2 cell's pixels, column offset major. The same as one reshape, with explicit sizes.
+        x = x.view(batch, half_h, 2, half_w, 2, channels).permute(0, 1, 3, 4, 2, 5)
+        x = x.reshape(batch, half_h * half_w, 4 * channels)
         return self.reduction(self.norm(x))
+
+
+def _half(size: int) -> int:
+    """The side after a patch merge, ceil(size / 2), written the way the padding computes it."""
+    return (size + size % 2) // 2
+
+
+def _round_up(size: int, multiple: int) -> int:
+    return (size + multiple - 1) // multiple * multiple
 
 
 def shifted_window_mask(height: int, width: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
     """(nW, N, N) additive mask for shifted windows on the padded (Hp, Wp) map."""
-    hp = -(-height // window) * window
-    wp = -(-width // window) * window
-    labels = torch.zeros(hp, wp, device=device)
-    spans = ((0, -window), (-window, -shift), (-shift, None))
-    region = 0
-    for hs in spans:
-        for wsl in spans:
-            labels[slice(*hs), slice(*wsl)] = region
-            region += 1
+    hp, wp = _round_up(height, window), _round_up(width, window)
+
+    # The official code labels nine regions by slice assignment over the spans [0, -window),
+    # [-window, -shift) and [-shift, end) of each axis; comparisons with the span borders give the
+    # same labels with no size-dependent slicing (which would pin sizes in an exported graph).
+    def region(size: int) -> torch.Tensor:
+        index = torch.arange(size, device=device)
+        return (index >= size - window).to(torch.float32) + (index >= size - shift).to(torch.float32)
+
+    labels = region(hp)[:, None] * 3 + region(wp)[None, :]
     windows = labels.view(hp // window, window, wp // window, window).permute(0, 2, 1, 3).reshape(-1, window * window)
     diff = windows.unsqueeze(1) - windows.unsqueeze(2)
     return torch.where(diff != 0, SHIFT_MASK_VALUE, 0.0)
@@ -216,8 +231,8 @@ class SwinTransformer(nn.Module):
         for i, layer in enumerate(self.layers):
             x_out, x = layer(x, height, width)
             norm: nn.LayerNorm = getattr(self, f"norm{i}")
-            out = norm(x_out).view(batch, height, width, -1).permute(0, 3, 1, 2)
+            out = norm(x_out).view(batch, height, width, x_out.shape[-1]).permute(0, 3, 1, 2)
             # The permuted view is already channels-last, the layout the fast decoder works in.
             outs.append(out if self.fast_paths else out.contiguous())
-            height, width = (height + 1) // 2, (width + 1) // 2
+            height, width = _half(height), _half(width)
         return outs
