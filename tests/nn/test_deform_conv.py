@@ -33,7 +33,7 @@ def make_inputs(batch, channels, out, height, width, kernel, scale, with_mask, w
     return x, offset, weight, bias, mask
 
 
-METHODS = ["gather", "grid_sample"]
+METHODS = ["gather", "grid_sample", "op"]  # "op": the exportable operator around "gather"
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -168,3 +168,11 @@ def test_matches_torchvision_when_installed(config, method: str) -> None:
                 mask=args[4].float() if args[4] is not None else None,
             )
             assert torch.allclose(got.float(), ref, atol=tol * ref.abs().max().item())
+
+
+def test_the_operator_takes_stride_1_and_square_padding_only() -> None:
+    x, offset, weight, bias, mask = make_inputs(1, 2, 3, 6, 6, 3, 1.0, True, True)
+    with pytest.raises(ValueError, match="stride 1"):
+        deform_conv2d(
+            x, offset[:, :, ::2, ::2], weight, bias, stride=2, padding=1, mask=mask[:, :, ::2, ::2], method="op"
+        )

@@ -82,8 +82,9 @@ def deform_conv2d(
     if method == "op":
         if (sh, sw, dh, dw) != (1, 1, 1, 1) or ph != pw:
             raise ValueError("the deform_conv2d operator supports stride 1, dilation 1 and square padding only")
-        empty = x.new_empty(0)
-        out = torch.ops.bgone.deform_conv2d(x, offset, weight, mask if mask is not None else empty, ph)
+        # DeformConv's mask input is optional, but one signature keeps the operator simple: all ones.
+        modulation = mask if mask is not None else x.new_ones(batch, taps, out_h, out_w)
+        out = torch.ops.bgone.deform_conv2d(x, offset, weight, modulation, ph)
         return out if bias is None else out + bias.to(out.dtype).view(1, -1, 1, 1)
     if method == "grid_sample":
         return _deform_grid_sample(x, offset, weight, bias, mask, geometry, max_chunk_bytes)
@@ -228,11 +229,11 @@ def _deform_grid_sample(
 def _deform_conv2d_op(
     x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, padding: int
 ) -> torch.Tensor:
-    """Stride-1 modulated deformable convolution as one operator (an empty ``mask`` means none).
+    """Stride-1 modulated deformable convolution as one operator.
 
     Eager calls run the gather formulation; exporters see a single node (ONNX: ``DeformConv``).
     """
-    out = deform_conv2d(x, offset, weight, None, padding=padding, mask=mask if mask.numel() else None, method="gather")
+    out = deform_conv2d(x, offset, weight, None, padding=padding, mask=mask, method="gather")
     return out.contiguous()
 
 
