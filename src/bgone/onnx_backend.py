@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError, ModelError
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Size
+from .preprocess import DEFAULT_NATIVE, IMAGENET_MEAN, IMAGENET_STD, Size
 
 logger = logging.getLogger("bgone")
 
@@ -179,7 +179,7 @@ def _read_info(path: Path, session: Any) -> OnnxModelInfo:
         width, _, height = meta["resolution"].partition("x")
         resolution = (int(width), int(height))
     else:  # a graph exported elsewhere: its fixed size, or 1024² like most BiRefNet weights
-        resolution = fixed_size or (1024, 1024)
+        resolution = fixed_size or DEFAULT_NATIVE
     outputs = session.get_outputs()
     return OnnxModelInfo(
         name=meta.get("variant") or path.stem,

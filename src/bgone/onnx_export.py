@@ -29,7 +29,7 @@ from torch import nn
 
 from . import __version__
 from .errors import BgoneError, ModelError
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Size, parse_resolution
+from .preprocess import DEFAULT_NATIVE, IMAGENET_MEAN, IMAGENET_STD, Size, parse_resolution
 
 logger = logging.getLogger("bgone.export")
 
@@ -279,7 +279,7 @@ def _importable(name: str) -> bool:
 
 def _metadata(net: nn.Module, source: Any, dtype: str, deform: str, sigmoid: bool, max_side: int) -> dict[str, str]:
     variant = getattr(net, "variant", None)
-    resolution = getattr(variant, "resolution", None) if variant is not None else (1024, 1024)
+    resolution = getattr(variant, "resolution", None) if variant is not None else DEFAULT_NATIVE
     arch = net.arch  # type: ignore[attr-defined]
     return {
         "bgone_version": __version__,

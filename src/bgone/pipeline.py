@@ -21,7 +21,15 @@ from PIL import Image, ImageChops
 from .errors import ModelError
 from .imaging import DecodedImage, composite, encode_image, load_image, parse_color
 from .onnx_backend import resolve_backend
-from .preprocess import Size, bounding_box, logits_to_masks, operating_size, parse_resolution, to_model_input
+from .preprocess import (
+    DEFAULT_NATIVE,
+    Size,
+    bounding_box,
+    logits_to_masks,
+    operating_size,
+    parse_resolution,
+    to_model_input,
+)
 from .refine import refine_foreground as refine_colors
 from .runtime import (
     MODEL_CACHE,
@@ -36,7 +44,6 @@ from .runtime import (
 logger = logging.getLogger("bgone")
 
 DEFAULT_MODEL = "lite"  # what fal's default "General Use (Light)" maps to on /v2
-DEFAULT_NATIVE: Size = (1024, 1024)  # for checkpoints outside the registry
 ImageSource = str | os.PathLike[str] | bytes | Image.Image | Any  # Any: numpy arrays, file objects
 Background = tuple[int, ...] | Image.Image | str | None
 

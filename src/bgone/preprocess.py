@@ -22,6 +22,7 @@ DYNAMIC_MAX_SIDE = 2304  # the dynamic models were trained on 256..2304 per side
 FAL_RESOLUTIONS = ("1024x1024", "2048x2048", "2304x2304")
 
 Size = tuple[int, int]  # (width, height), PIL order
+DEFAULT_NATIVE: Size = (1024, 1024)  # the native resolution of checkpoints outside the registry
 
 
 def parse_resolution(value: str | int | Sequence[int] | None) -> Size | str | None:

@@ -305,11 +305,7 @@ class InferenceWorker:
             data = encode_image(result.frames, "png", durations=result.durations, loop=result.loop)
         stem = (item.decoded.name or "rembg").replace("/", "_")[:80]
         name = f"{stem}-{'mask' if item.request.only_mask else 'output'}.png"
-        try:
-            stored = self.storage.put(data, file_name=name, content_type="image/png")
-        except Exception as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise StorageError(f"could not store the output: {reason}") from exc
+        stored = self._store(data, name, "image/png")
         width, height = result.frames[0].size
         url = f"{item.job.payload.get('base_url', '')}{FILES_PREFIX}{stored.key}"
         image = ImageFile(
@@ -361,11 +357,7 @@ class InferenceWorker:
             if item.request.sync_mode:
                 url = to_data_uri(data, mime)
             else:
-                try:
-                    stored = self.storage.put(data, file_name=name, content_type=mime)
-                except Exception as exc:  # disk full, quota, object store unreachable
-                    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-                    raise StorageError(f"could not store the output: {reason}") from exc
+                stored = self._store(data, name, mime)
                 keys.append(stored.key)
                 presigned = getattr(self.storage, "url_for", lambda key: None)(stored.key)
                 url = presigned or f"{item.job.payload.get('base_url', '')}{FILES_PREFIX}{stored.key}"
@@ -385,6 +377,13 @@ class InferenceWorker:
         return body, keys
 
     # -- outcomes --------------------------------------------------------------------------------
+    def _store(self, data: bytes, name: str, mime: str) -> Any:
+        try:
+            return self.storage.put(data, file_name=name, content_type=mime)
+        except Exception as exc:  # disk full, quota, object store unreachable
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise StorageError(f"could not store the output: {reason}") from exc
+
     def _log(self, job: Job, message: str, level: str = "INFO") -> None:
         self.store.append_log(job.request_id, message, level=level)
 

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..jobs import Job, JobStatus, JobStore
-from ..preprocess import parse_resolution
+from ..preprocess import DEFAULT_NATIVE, parse_resolution
 from ..storage import Storage
 from ..zoo import REGISTRY
 from .settings import ServerSettings
@@ -50,7 +50,6 @@ REMBG_MODEL_MAP: dict[str, str] = {
 }
 DEFAULT_FAL_MODEL = "General Use (Light)"  # without `model`, the rembg routes use what this maps to on /v2
 MAX_EXTRAS_SIDE = 2560  # an operating side asked for in `extras`: the zoo's largest native side (Light 2K)
-DEFAULT_NATIVE_SIDE = 1024  # checkpoints outside the registry
 ERROR_STATUS = {  # a failed job's error type → the status the rembg routes answer with
     "file_download_error": 400,  # rembg answers 400 for URLs it refuses or cannot fetch
     "invalid_input": 400,
@@ -208,9 +207,11 @@ def rembg_resolution(source: str, requested: str | None, max_side: int | None) -
     if parsed is None:
         variant = REGISTRY.find(source)
         if variant is None:
-            parsed = (DEFAULT_NATIVE_SIDE, DEFAULT_NATIVE_SIDE)
+            parsed = DEFAULT_NATIVE
+        elif variant.resolution is None:
+            parsed = "dynamic"
         else:
-            parsed = "dynamic" if variant.resolution is None else variant.resolution
+            parsed = variant.resolution
     if parsed == "dynamic":
         return f"dynamic:{cap}"
     if isinstance(parsed, str):  # dynamic:N
