@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from bgone.bench import BenchConfig, markdown, run_configs
+from bgone.tools.bench import BenchConfig, markdown, run_configs
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO / "benchmarks" / "RESULTS.md"

@@ -25,10 +25,11 @@ from safetensors.torch import save_file
 from cpu_latency import DEFAULT_OUTPUT, REPO, results_section, update_results
 
 sys.path.insert(0, str(REPO / "tests"))
-from bgone.loader import load_model
-from bgone.onnx_backend import open_session
-from bgone.onnx_export import export_onnx
-from bgone.runtime import resolve_dtype, tune_cpu_allocator
+from bgone.pipeline.onnx_backend import open_session
+from bgone.pipeline.runtime import tune_cpu_allocator
+from bgone.tools.onnx_export import export_onnx
+from bgone.weights.loader import load_model
+from bgone.weights.placement import resolve_dtype
 from seeded import seeded_state_dict
 
 SECTION_TITLE = "## ONNX (benchmarks/onnx_latency.py)"

@@ -24,9 +24,9 @@ from safetensors.torch import save_file
 from cpu_latency import DEFAULT_OUTPUT, REPO, results_section, update_results
 
 sys.path.insert(0, str(REPO / "tests"))
-from bgone.batch import expand_inputs, plan_jobs, run_jobs
-from bgone.pipeline import RemovalOptions, Remover
-from bgone.runtime import ModelCache
+from bgone.pipeline.batch_files import expand_inputs, plan_jobs, run_jobs
+from bgone.pipeline.remover import RemovalOptions, Remover
+from bgone.pipeline.runtime import ModelCache
 from seeded import seeded_state_dict
 
 SECTION_TITLE = "## Pipeline throughput (benchmarks/pipeline_throughput.py)"
@@ -72,7 +72,7 @@ def main() -> int:
                 remover.memory_format = torch.contiguous_format
             remover.remove(Image.new("RGB", (64, 64)), operating_resolution=64)  # warm-up
             for refine in (True, False):
-                options = RemovalOptions.build(operating_resolution=args.size, refine_foreground=refine)
+                options = RemovalOptions(operating_resolution=args.size, refine_foreground=refine)
                 out_dir = root / f"out-{label.replace(' ', '-')}-{refine}"
                 jobs = plan_jobs(expand_inputs([str(root / "in")]), str(out_dir), "png")
                 started = time.perf_counter()

@@ -22,7 +22,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from bgone.refine import refine_foreground_array, refine_foreground_tensor
+from bgone.pipeline.refine import refine_foreground_array, refine_foreground_tensor
 from cpu_latency import DEFAULT_OUTPUT, results_section, update_results
 
 SECTION_TITLE = "## Foreground refinement (benchmarks/refine_speed.py)"

@@ -1,8 +1,14 @@
-"""Shared fixtures: the official parity cases and seeded stand-in checkpoints."""
+"""Shared fixtures: the official parity cases, seeded stand-in checkpoints, and what this CPU computes natively.
+
+Every test passes on every CPU this project meets (AMX, AVX512-BF16, AVX2 only): nothing assumes what dtype
+"auto" resolves to, and a test that needs bfloat16 or float16 forward passes asks :func:`native` and is
+skipped, saying why, where PyTorch would emulate them (tens of times slower than float32).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +19,32 @@ import pytest
 import torch
 from PIL import Image
 
+from bgone.weights.placement import cpu_computes_natively, dtype_name
 from seeded import seeded_state_dict  # tests/seeded.py, a copy of shared/parity/seeded.py
+
+# The suite loads dozens of models in one process; with bgone's allocator tuning that process would keep
+# every peak (it trades memory for speed in a long-running server). Subprocesses inherit this too.
+os.environ.setdefault("BGONE_MALLOC_TUNING", "0")
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
 
 DATA = Path(__file__).parent / "data" / "parity"
+NATIVE_BF16 = cpu_computes_natively(torch.bfloat16)
+
+
+def native(dtype: torch.dtype) -> pytest.MarkDecorator:
+    """Skip unless this CPU computes ``dtype`` natively (float32 always runs)."""
+    return pytest.mark.skipif(
+        not cpu_computes_natively(dtype),
+        reason=f"{dtype_name(dtype)} is emulated on this CPU (no native instructions): its forward passes "
+        "would take minutes; float32 covers the same code here",
+    )
+
+
+def native_dtypes(*dtypes: torch.dtype) -> list:
+    """``dtypes`` as pytest params, each skipped (with the reason) where this CPU would emulate it."""
+    return [pytest.param(dtype, marks=native(dtype), id=dtype_name(dtype)) for dtype in dtypes]
 CASES = sorted(p.stem for p in (DATA / "cases").glob("*.json"))
 
 
@@ -125,7 +151,7 @@ def make_client(tmp_path: Path, lite_checkpoint: Path) -> Iterator[Callable[...,
     from fastapi.testclient import TestClient
     from service_helpers import settings_for
 
-    from bgone.api.app import create_app
+    from bgone.service.app import create_app
 
     clients: list[TestClient] = []
 

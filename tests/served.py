@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from bgone.zoo import FAL_MODEL_MAP
+from bgone.settings import DEFAULT_MODEL_MAP
 
 
 def free_port() -> int:
@@ -37,7 +37,7 @@ def start_serve(
     port = port or free_port()
     model_map = data_dir.parent / f"{data_dir.name}-models.json"
     model_map.write_text(
-        json.dumps({version: dict.fromkeys(names, str(checkpoint)) for version, names in FAL_MODEL_MAP.items()})
+        json.dumps({version: dict.fromkeys(names, str(checkpoint)) for version, names in DEFAULT_MODEL_MAP.items()})
     )
     command = [
         sys.executable, "-m", "bgone.cli", "serve", "--open", "--port", str(port), "--data-dir", str(data_dir),

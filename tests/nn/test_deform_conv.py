@@ -10,6 +10,7 @@ from deform_reference import deform_conv2d_reference
 
 from bgone.nn import deform_conv as dc
 from bgone.nn.deform_conv import deform_conv2d
+from conftest import native
 
 CONFIGS = [
     # batch, channels, out, H, W, kernel, offset scale (pixels), with mask, with bias
@@ -116,7 +117,10 @@ def test_default_chunk_bounds_memory_at_2304(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.bfloat16, 3e-2), (torch.float16, 4e-3)])
+@pytest.mark.parametrize(
+    ("dtype", "tolerance"),
+    [pytest.param(torch.bfloat16, 3e-2, marks=native(torch.bfloat16)), pytest.param(torch.float16, 4e-3, marks=native(torch.float16))],
+)
 @pytest.mark.parametrize("config", CONFIGS[:4])
 def test_half_precision(config, dtype: torch.dtype, tolerance: float, method: str) -> None:
     """Output dtype follows the input; the error is the matmul's rounding, relative to the output scale.

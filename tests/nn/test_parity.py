@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 import bgone
-from conftest import CASES, load_case
+from bgone.weights.checkpoints import build_model
+from conftest import CASES, load_case, native_dtypes
 
 TOLERANCE = 2e-3
 
@@ -72,7 +73,7 @@ def test_official_formulation_matches_too(case_name: str, seeded_state) -> None:
     benchmarks time), every case matches the official logits as well, and so does the fast path fed
     a plain NCHW input with NCHW weights."""
     case = load_case(case_name)
-    model = bgone.checkpoints.build_model(seeded_state(case.arch, case.seed), patch_order=case.patch_order)
+    model = build_model(seeded_state(case.arch, case.seed), patch_order=case.patch_order)
     with torch.inference_mode():
         fast = model(case.image)[0, 0].numpy()
         model.set_fast_paths(False)
@@ -86,7 +87,7 @@ def test_the_other_patch_order_changes_the_output(case_name: str, seeded_state) 
     """The patch order is not a no-op: the wrong one moves the logits far outside the tolerance."""
     case = load_case(case_name)
     wrong = "legacy" if case.patch_order == "einops" else "einops"
-    model = bgone.checkpoints.build_model(seeded_state(case.arch, case.seed), patch_order=wrong)
+    model = build_model(seeded_state(case.arch, case.seed), patch_order=wrong)
     with torch.inference_mode():
         diff = np.abs(model(case.image)[0, 0].numpy() - case.logits).max()
     assert diff > 0.05
@@ -94,7 +95,7 @@ def test_the_other_patch_order_changes_the_output(case_name: str, seeded_state) 
 
 def test_set_patch_order_switches_without_reloading(seeded_state) -> None:
     case = load_case("lite_legacy_256")
-    model = bgone.checkpoints.build_model(seeded_state(case.arch, case.seed), patch_order="einops")
+    model = build_model(seeded_state(case.arch, case.seed), patch_order="einops")
     model.set_patch_order("legacy")
     with torch.inference_mode():
         diff = np.abs(model(case.image)[0, 0].numpy() - case.logits).max()
@@ -103,7 +104,7 @@ def test_set_patch_order_switches_without_reloading(seeded_state) -> None:
 
 def test_batch_equals_single_images(seeded_state) -> None:
     case = load_case("lite_192x320")
-    model = bgone.checkpoints.build_model(seeded_state(case.arch, case.seed), patch_order=case.patch_order)
+    model = build_model(seeded_state(case.arch, case.seed), patch_order=case.patch_order)
     other = torch.flip(case.image, dims=[-1]) * 0.7
     with torch.inference_mode():
         batched = model(torch.cat([case.image, other, case.image]))
@@ -116,7 +117,7 @@ def test_batch_equals_single_images(seeded_state) -> None:
 
 @pytest.mark.parametrize("size", [(32, 32), (32, 96), (160, 64)])
 def test_any_multiple_of_32(size: tuple[int, int], seeded_state) -> None:
-    model = bgone.checkpoints.build_model(seeded_state("swin_v1_t", 3))
+    model = build_model(seeded_state("swin_v1_t", 3))
     with torch.inference_mode():
         out = model(torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0)))
     assert out.shape == (2, 1, *size)
@@ -125,12 +126,12 @@ def test_any_multiple_of_32(size: tuple[int, int], seeded_state) -> None:
 
 @pytest.mark.parametrize("size", [(100, 128), (128, 48), (0, 32)])
 def test_sizes_that_are_not_multiples_of_32_are_refused(size: tuple[int, int], seeded_state) -> None:
-    model = bgone.checkpoints.build_model(seeded_state("swin_v1_t", 3))
+    model = build_model(seeded_state("swin_v1_t", 3))
     with pytest.raises(ValueError, match="multiples of 32"):
         model(torch.zeros(1, 3, *size))
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", native_dtypes(torch.bfloat16, torch.float16))
 def test_half_precision_stays_close(dtype: torch.dtype, tmp_path: Path, seeded_state) -> None:
     case = load_case("lite_256")
     path = write_checkpoint(seeded_state(case.arch, case.seed), tmp_path, "safetensors", "")

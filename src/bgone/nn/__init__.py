@@ -1,6 +1,3 @@
-"""The network: tensors in, logits out. Knows nothing about files, HTTP or the registry."""
-
-from .birefnet import ArchConfig, BiRefNet
-from .deform_conv import deform_conv2d
-
-__all__ = ["ArchConfig", "BiRefNet", "deform_conv2d"]
+"""The network: tensors in, logits out. ``birefnet`` (the model and its ``ArchConfig``), ``deform_conv``
+(deformable convolution in pure PyTorch), ``backbones/`` (Swin and PVT v2) and ``types`` (names that
+need no torch). Knows nothing about files, HTTP or the registry; imports nothing outside itself."""

@@ -8,27 +8,23 @@ deformable ASPP branch, no ``ipt_blk5`` and no level-4 gradient attention.
 
 ``patch_order`` decides how image patches are stacked into channels for the ``ipt_blk*``
 branches. The official code changed it on 2024-11-05 without changing any weight shape, so a
-checkpoint only gives its best output with the order it was trained with (see ``bgone.zoo``).
+checkpoint only gives its best output with the order it was trained with (see ``bgone.weights.variants``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .deform_conv import DEFORM_METHODS, DeformMethod, deform_conv2d
-from .pvt import PVT_SPECS, PyramidVisionTransformerV2
-from .swin import SWIN_SPECS, SwinTransformer
+from bgone.nn.backbones.pvt import PVT_SPECS, PyramidVisionTransformerV2
+from bgone.nn.backbones.swin import SWIN_SPECS, SwinTransformer
+from bgone.nn.deform_conv import DEFORM_METHODS, DeformMethod, deform_conv2d
+from bgone.nn.types import DESIGNS, PATCH_ORDERS, Design, PatchOrder
 
-Design = Literal["v1", "v0"]
-PatchOrder = Literal["einops", "legacy"]
 BACKBONES: tuple[str, ...] = (*SWIN_SPECS, *PVT_SPECS)
-DESIGNS: tuple[str, ...] = ("v1", "v0")
-PATCH_ORDERS: tuple[str, ...] = ("einops", "legacy")
 INTER_CHANNELS = 64  # dec_channels_inter == 'fixed'
 ASPP_CHANNELS = 256
 GRADIENT_CHANNELS = 16

@@ -1,0 +1,5 @@
+"""``python -m bgone.cli``: the ``bgone`` command."""
+
+from bgone.cli import main
+
+main()

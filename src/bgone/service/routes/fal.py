@@ -1,0 +1,62 @@
+"""fal's endpoints: ``POST /fal-ai/birefnet[/v2]`` (sync, also under ``/run``) and
+``POST /queue/fal-ai/birefnet[/v2]`` (queue submit), one pair per fal adapter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from bgone.errors import NotFoundError
+from bgone.service.auth import require_key
+from bgone.service.context import get_service
+from bgone.service.protocols.fal import FalAdapter, FalV1Adapter, FalV2Adapter
+from bgone.service.protocols.fal_schemas import BirefnetOutput
+from bgone.service.submission import replay, status_body, submit, wait_completed
+from bgone.service.urls import queue_base
+
+router = APIRouter(dependencies=[Depends(require_key)])
+
+
+async def run_sync(request: Request, adapter: FalAdapter, body: BaseModel) -> JSONResponse:
+    service = get_service(request)
+    job = submit(service, request, adapter, body, sync=True)
+    done = await wait_completed(service.store, job.request_id)
+    if done is None:  # purged while waiting: only a retention shorter than a request does that
+        raise NotFoundError(f"Request {job.request_id} not found")
+    return replay(done)
+
+
+async def run_queue(request: Request, adapter: FalAdapter, body: BaseModel) -> JSONResponse:
+    service = get_service(request)
+    job = submit(service, request, adapter, body, sync=False)
+    status = status_body(job, queue_base(request), service.store, with_logs=False)
+    status.pop("logs")
+    status["gateway_request_id"] = job.request_id
+    return JSONResponse(status, headers={"x-fal-request-id": job.request_id})
+
+
+def _route(handler: Any, adapter_type: type[FalAdapter]) -> Any:
+    """A route function whose body is the adapter's input model, so FastAPI validates and documents it."""
+    model = adapter_type.input_model
+
+    async def route(request: Request, body: model) -> JSONResponse:  # type: ignore[valid-type]
+        return await handler(request, get_service(request).adapters[adapter_type.endpoint], body)
+
+    route.__name__ = f"{handler.__name__}_{adapter_type.endpoint.replace('/', '_').replace('-', '_')}"
+    # Real types, not the postponed strings of this module, so FastAPI sees the body model.
+    route.__annotations__ = {"request": Request, "body": model, "return": JSONResponse}
+    return route
+
+
+for _adapter in (FalV1Adapter, FalV2Adapter):
+    for _prefix in ("", "/run"):
+        router.post(
+            f"{_prefix}/{_adapter.endpoint}",
+            response_model=BirefnetOutput,
+            tags=["sync"],
+            include_in_schema=_prefix == "",
+        )(_route(run_sync, _adapter))
+    router.post(f"/queue/{_adapter.endpoint}", tags=["queue"])(_route(run_queue, _adapter))

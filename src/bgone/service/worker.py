@@ -1,0 +1,301 @@
+"""The inference worker: owns the models, pulls jobs from the queue, batches them, stores results.
+
+One worker runs one stream of work (one device). Jobs that share a batch key (model and operating
+resolution) are claimed together and go through the network in one batch; everything else about a job
+(its options, its outputs, its errors) stays its own. Each job's protocol adapter, looked up in an explicit
+endpoint → adapter map, parses its payload, finishes its result and renders its body; the worker itself
+knows no protocol and no route. Every job ends COMPLETED, with a result or with an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from bgone.errors import BgoneError, InputError, RequestCancelledError, StorageError
+from bgone.imaging.decode import load_image
+from bgone.imaging.fetch import fetch_url
+from bgone.imaging.frames import DecodedImage
+from bgone.pipeline.remover import Remover
+from bgone.pipeline.runtime import ModelCache
+from bgone.service.jobs import Job, JobStore
+from bgone.service.protocols import ProtocolAdapter, adapters_for
+from bgone.service.protocols.base import StoredOutput, WorkItem, default_failure
+from bgone.service.storage import Storage
+from bgone.service.urls import file_url, own_file_key
+from bgone.service.webhooks import WebhookSender
+from bgone.settings import ServerSettings
+
+logger = logging.getLogger("bgone.worker")
+PURGE_EVERY_S = 60.0
+
+
+@dataclass
+class Planned:
+    job: Job
+    adapter: ProtocolAdapter
+    item: WorkItem
+    decoded: DecodedImage
+
+
+@dataclass
+class _Outputs:
+    """A job's output files: stored, addressed under the request's base URL, and remembered so that a
+    request that fails after storing some leaves none behind."""
+
+    storage: Storage
+    base_url: str
+    keys: list[str] = field(default_factory=list)
+
+    def save(self, data: bytes, file_name: str, content_type: str) -> StoredOutput:
+        try:
+            stored = self.storage.put(data, file_name=file_name, content_type=content_type)
+        except Exception as exc:  # disk full, quota, object store unreachable
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise StorageError(f"could not store the output: {reason}") from exc
+        self.keys.append(stored.key)
+        return StoredOutput(stored.key, file_url(self.base_url, stored.key, self.storage))
+
+
+class InferenceWorker:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        store: JobStore,
+        storage: Storage,
+        metrics: Any = None,
+        *,
+        webhooks: WebhookSender | None = None,
+        adapters: dict[str, ProtocolAdapter] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.metrics = metrics
+        self.adapters = adapters if adapters is not None else adapters_for(settings)
+        budget = settings.model_memory_mb * 1024 * 1024 if settings.model_memory_mb else None
+        self.cache = ModelCache(max_models=settings.max_models, max_bytes=budget)
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.webhooks = webhooks or WebhookSender.from_settings(store, settings)
+        self.ready = settings.warm_model is None
+        self.ready_error: str | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_forever, name="bgone-worker", daemon=True)
+        self._thread.start()
+
+    def run(self) -> None:
+        """Run in the calling thread until :meth:`stop` (``bgone worker``)."""
+        self._run_forever()
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand, then leave the loop (SIGTERM)."""
+        self._stop.set()
+        self._wake.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.webhooks.close()
+
+    def notify(self) -> None:
+        """A job was submitted: wake up now rather than at the next poll."""
+        self._wake.set()
+
+    def _run_forever(self) -> None:
+        self.webhooks.resume_pending()
+        self._warm_up()
+        last_purge = 0.0
+        while not self._stop.is_set():
+            try:
+                # Jobs of dead workers (leases that ran out) and jobs that waited past their start deadline.
+                for job in [*self.store.reclaim_expired(), *self.store.expire_start_deadlines()]:
+                    if job.is_completed:
+                        self._after_complete(job)
+                if time.time() - last_purge > PURGE_EVERY_S:
+                    last_purge = time.time()
+                    self._purge()
+                jobs = self.store.claim(self.worker_id, limit=1)
+                if not jobs:
+                    self._wake.wait(0.5)
+                    self._wake.clear()
+                    continue
+                if self.settings.batch_size > 1 and jobs[0].batch_key:
+                    jobs += self.store.claim(
+                        self.worker_id, limit=self.settings.batch_size - 1, batch_key=jobs[0].batch_key
+                    )
+                self.run_batch(jobs)
+            except Exception:
+                logger.exception("worker loop error")
+                time.sleep(0.5)
+
+    def _warm_up(self) -> None:
+        if self.settings.warm_model is None:
+            return
+        try:
+            self.remover(self.settings.model_names("v2").get(self.settings.warm_model, self.settings.warm_model))
+            self.ready = True
+        except BgoneError as exc:
+            self.ready_error = f"[{exc.error_type}] {exc}"
+            logger.error("warm model %s could not be loaded: %s", self.settings.warm_model, exc)
+
+    def _purge(self) -> None:
+        for job in self.store.purge(completed_before=time.time() - self.settings.retention_seconds):
+            self.storage.delete(job.output_keys)
+
+    def remover(self, source: str) -> Remover:
+        remover = Remover(
+            source,
+            device=self.settings.device,
+            dtype=self.settings.dtype,
+            batch_size=self.settings.batch_size,
+            compile=self.settings.compile,
+            backend=self.settings.backend,
+            limits=self.settings.limits,
+            cache=self.cache,
+            progress=False,
+        )
+        self.ready = True
+        return remover
+
+    # -- one batch -------------------------------------------------------------------------------
+    def run_batch(self, jobs: list[Job]) -> None:
+        try:
+            self._run_batch(jobs)
+        except Exception:
+            # Something beyond one job failed, typically the queue itself (Redis restarting), so nothing
+            # is decided for these jobs: releasing them hands them back to the queue once their leases
+            # lapse (up to max_attempts) instead of failing them for the client.
+            self.store.release([job.request_id for job in jobs])
+            raise
+
+    def _run_batch(self, jobs: list[Job]) -> None:
+        transient = self.store.transient_errors
+        planned: list[Planned] = []
+        for job in jobs:
+            adapter = self.adapters.get(job.endpoint)
+            try:
+                if adapter is None:
+                    raise RuntimeError(f"no protocol adapter for endpoint {job.endpoint!r}")
+                planned.append(self._plan(job, adapter))
+            except transient:
+                raise
+            except Exception as exc:
+                self._fail(job, adapter, exc)
+        if not planned:
+            return
+        try:
+            remover = self.remover(planned[0].item.model)
+            for entry in planned:
+                resolution = entry.item.options.operating_resolution
+                self._log(entry.job, f"Running {remover.describe()} at {resolution} resolution")
+            started = time.perf_counter()
+            masks, sizes = remover.predict([p.decoded for p in planned], planned[0].item.options.operating_resolution)
+            inference_time = time.perf_counter() - started
+        except transient:
+            raise
+        except Exception as exc:
+            for entry in planned:
+                self._fail(entry.job, entry.adapter, exc)
+            return
+        refine_device = remover.device if remover.device.type != "cpu" else None
+        for entry, image_masks, size in zip(planned, masks, sizes, strict=True):
+            outputs = _Outputs(self.storage, entry.job.payload.get("base_url", ""))
+            try:
+                if self.store.is_cancel_requested(entry.job.request_id):
+                    raise RequestCancelledError("Request cancelled")
+                result = remover.finish(entry.decoded, image_masks, entry.item.options, size)
+                result = entry.adapter.finish(entry.item, entry.decoded, result, refine_device=refine_device)
+                self._log(entry.job, "Encoding output")
+                body = entry.adapter.render(entry.item, result, outputs)
+                self._log(entry.job, f"Completed in {inference_time:.2f}s of inference")
+                self._complete(
+                    entry.job,
+                    entry.item,
+                    200,
+                    body,
+                    metrics={"inference_time": inference_time},
+                    output_keys=outputs.keys,
+                )
+            except transient:
+                raise
+            except Exception as exc:
+                self.storage.delete(outputs.keys)  # no half-stored result outlives its failed request
+                self._fail(entry.job, entry.adapter, exc, entry.item)
+
+    def _plan(self, job: Job, adapter: ProtocolAdapter) -> Planned:
+        item = adapter.parse(job.payload["input"])
+        if self.store.is_cancel_requested(job.request_id):
+            raise RequestCancelledError("Request cancelled")
+        image_url = item.image_url
+        self._log(job, "Downloading image" if image_url.startswith("http") else "Decoding image")
+        decoded = self._load(image_url, job.payload.get("base_url", ""))
+        frames = f", {len(decoded.frames)} frames" if decoded.is_animated else ""
+        self._log(job, f"Decoded {decoded.source_format or 'image'} {decoded.size[0]}x{decoded.size[1]}{frames}")
+        return Planned(job, adapter, item, decoded)
+
+    def _load(self, url: str, base_url: str) -> DecodedImage:
+        limits = self.settings.limits
+        key = own_file_key(url, base_url)
+        if key is not None:  # a file uploaded to this server: read it from storage, not over HTTP
+            try:
+                return load_image(self.storage.get(key), limits=limits)
+            except (KeyError, FileNotFoundError, ValueError) as exc:
+                raise InputError(f"uploaded file not found: {url}") from exc
+
+        def fetch(target: str) -> bytes:
+            return fetch_url(
+                target,
+                max_bytes=limits.max_bytes,
+                timeout=self.settings.fetch_timeout,
+                allow_private=self.settings.allow_private_urls,
+                allowed_hosts=self.settings.allowed_hosts,
+            )
+
+        return load_image(url, limits=limits, fetcher=fetch)
+
+    # -- outcomes --------------------------------------------------------------------------------
+    def _log(self, job: Job, message: str, level: str = "INFO") -> None:
+        self.store.append_log(job.request_id, message, level=level)
+
+    def _complete(self, job: Job, item: WorkItem | None, status_code: int, body: Any, **kw: Any) -> None:
+        if item is not None and item.owned_keys:  # e.g. a rembg upload goes with its request
+            kw["output_keys"] = [*kw.get("output_keys", []), *item.owned_keys]
+        done = self.store.complete(job.request_id, status_code=status_code, body=body, **kw)
+        if done is not None:
+            self._after_complete(done)
+
+    def _after_complete(self, job: Job) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_job(job)
+        if job.webhook_url:
+            self.webhooks.send(job.request_id, job.webhook_url, job.result_status or 500, job.result_body)
+
+    def _fail(
+        self, job: Job, adapter: ProtocolAdapter | None, exc: BaseException, item: WorkItem | None = None
+    ) -> None:
+        failure = adapter.failure(exc, job.request_id) if adapter is not None else default_failure(exc, job.request_id)
+        if isinstance(exc, StorageError):
+            logger.error("job %s: %s", job.request_id, exc)
+        if isinstance(exc, RequestCancelledError):
+            self._log(job, "Cancelled", level="WARNING")
+        else:
+            first_line = failure.message.splitlines()[0] if failure.message else failure.error_type
+            self._log(job, f"Failed: {first_line}", level="ERROR")
+        self._complete(
+            job, item, failure.status, failure.body, error=failure.message, error_type=failure.error_type
+        )
+
+
+__all__ = ["InferenceWorker"]
