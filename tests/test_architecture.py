@@ -49,6 +49,18 @@ def test_no_module_imports_itself_back() -> None:
     assert cycles == [], "\n".join(" -> ".join(cycle) for cycle in cycles)
 
 
+def test_the_environment_is_read_only_in_settings_and_the_cli() -> None:
+    src = REPO / "src" / "bgone"
+    readers = [
+        f"{path.relative_to(src)}:{number}"
+        for path in sorted(src.rglob("*.py"))
+        if path.name != "settings.py" and "cli" not in path.relative_to(src).parts
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "os.environ" in line or "getenv(" in line
+    ]
+    assert readers == []
+
+
 PROBE = """
 import sys
 {body}

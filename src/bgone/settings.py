@@ -189,6 +189,12 @@ def malloc_tuning() -> bool:
     return _env_flag("BGONE_MALLOC_TUNING", default=True)
 
 
+def aws_endpoint_url() -> str | None:
+    """The S3 endpoint boto3 takes from the environment (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``):
+    a custom endpoint (MinIO, R2, moto) gets path-style addressing by default."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 def env_model_map() -> dict[str, dict[str, str]]:
     """``BGONE_MODEL_MAP``, normalised ({} when unset)."""
     value = os.environ.get("BGONE_MODEL_MAP", "").strip()

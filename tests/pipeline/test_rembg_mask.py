@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,7 +16,6 @@ from bgone.pipeline.rembg_mask import (
     rembg_cutout,
     sure_regions,
 )
-from bgone.settings import ServerSettings, load_model_map
 from conftest import synthetic_photo
 
 
@@ -125,14 +121,3 @@ def test_cutout_options_in_rembgs_order() -> None:
     assert over.mode == "RGBA" and (pixels[..., 3] == 255).all() and tuple(pixels[0, 0]) == (0, 0, 255, 255)
     half = rembg_cutout(photo, mask, RembgOptions(bgcolor=(0, 0, 255, 128), refine_foreground=False))
     assert tuple(np.asarray(half)[0, 0]) == (0, 0, 255, 128)  # rembg's alpha_composite over the colour
-
-
-def test_model_map_files_take_rembg_names(tmp_path: Path) -> None:
-    flat = tmp_path / "flat.json"
-    flat.write_text(json.dumps({"birefnet-general": "hr", "General Use (Heavy)": "hr"}))
-    assert load_model_map(flat)["rembg"] == {"birefnet-general": "hr"}
-    nested = tmp_path / "nested.json"
-    nested.write_text(json.dumps({"v2": {}, "rembg": {"birefnet-portrait": "/models/p.pth"}}))
-    settings = ServerSettings(data_dir=tmp_path, open_access=True, model_map=load_model_map(nested))
-    assert settings.model_names("rembg")["birefnet-portrait"] == "/models/p.pth"
-    assert settings.model_names("rembg")["birefnet-dis"] == "dis"

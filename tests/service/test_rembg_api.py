@@ -100,7 +100,7 @@ def test_get_with_url_and_post_with_file_answer_png(client, image_server: str) -
     job = client.app.state.service.store.get(posted.headers["x-fal-request-id"])
     assert job.endpoint == RembgAdapter.endpoint and not job.keep_history
     assert job.payload["input"]["model"] == client.app.state.service.settings.model_names("v2")["General Use (Light)"]
-    assert job.payload["input"]["refine_foreground"] is True
+    assert job.payload["input"]["mask"]["refine_foreground"] is True
     assert client.get("/api/history").json() == []  # like fal's sync route
     assert files_left(client) == []  # the upload and the output went with the request
 
@@ -241,7 +241,7 @@ def test_extras_are_read_or_ignored_like_rembg(client) -> None:
     )
     assert as_image(honoured).size == (120, 80)
     payload = client.app.state.service.store.get(honoured.headers["x-fal-request-id"]).payload["input"]
-    assert payload["operating_resolution"] == "32x32" and payload["refine_foreground"] is False
+    assert payload["operating_resolution"] == "32x32" and payload["mask"]["refine_foreground"] is False
     capped = upload(client, extras='{"operating_resolution": "2048x2048"}')  # the server caps sides at 64
     job = client.app.state.service.store.get(capped.headers["x-fal-request-id"])
     assert job.payload["input"]["operating_resolution"] == "2048x2048" and job.batch_key.endswith("|64x64")

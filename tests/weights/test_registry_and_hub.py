@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,6 +127,30 @@ def test_offline_without_file_says_which_file_to_put_where(tmp_path: Path) -> No
         "BiRefNet-general-bb_swin_v1_tiny-epoch_232.pth  <- https://github.com/ZhengPeng7/BiRefNet/releases/download/v1/"
         in message
     )
+
+
+def test_without_network_the_first_use_fails_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not offline mode, but no network: neither source's host resolves. The answer comes at once (no
+    retries, no back-off) and still names the files to put where."""
+    import socket
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    looked_up: list[str] = []
+
+    def no_dns(host: str, *args: object, **kwargs: object) -> list:
+        looked_up.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(hub.socket, "getaddrinfo", no_dns)
+    started = time.perf_counter()
+    with pytest.raises(bgone.ModelNotAvailableError) as info:
+        bgone.load_model("lite")
+    assert time.perf_counter() - started < 2.0
+    message = str(info.value)
+    assert "cannot resolve huggingface.co" in message and "cannot resolve github.com" in message
+    assert "is this machine offline?" in message and f"into {settings.model_dir()}/" in message
+    assert "lite.safetensors  <- https://huggingface.co/ZhengPeng7/BiRefNet_lite/resolve/main/model.safetensors" in message
+    assert looked_up == ["huggingface.co", "github.com"]  # each host asked once
 
 
 def test_weights_placed_in_the_model_dir_are_used(seeded_state) -> None:

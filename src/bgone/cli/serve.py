@@ -1,13 +1,15 @@
 """``bgone serve`` (the fal-compatible service) and ``bgone worker`` (an inference worker on a shared queue).
 
-Both take the same server settings: each option is declared once below, named as its
-:class:`~bgone.settings.ServerSettings` field, and every command forwards what it was given in one call to
-:func:`settings_from_flags`. Settings come from the flags, then a ``--config`` file, then ``BGONE_*``
+Both take the same server settings: each option is declared once below (:data:`OPTIONS`), named as its
+:class:`~bgone.settings.ServerSettings` field; each command lists the options it takes and forwards what it
+was given in one call to :func:`settings_from_flags`. Settings come from the flags, then a ``--config`` file, then ``BGONE_*``
 variables, then the defaults.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -114,35 +116,62 @@ def settings_from_flags(
     return server_settings(**values)
 
 
-def serve(
-    host: Host = None,
-    port: Port = None,
-    ssl_certfile: SslCertfile = None,
-    ssl_keyfile: SslKeyfile = None,
-    data_dir: DataDir = None,
-    api_keys: ApiKeys = None,
-    open_access: OpenAccess = None,
-    model_map: ModelMap = None,
-    device: Device = None,
-    dtype: Dtype = None,
-    backend: Backend = None,
-    batch_size: BatchSize = None,
-    compile: Compile = None,
-    max_models: MaxModels = None,
-    model_memory_mb: ModelMemory = None,
-    warm_model: WarmModel = None,
-    allow_private_urls: AllowPrivate = None,
-    allowed_hosts: AllowedHosts = None,
-    max_operating_side: MaxSide = None,
-    retention_hours: RetentionHours = None,
-    cors_origins: CorsOrigins = None,
-    queue: Queue = None,
-    storage: Storage = None,
-    role: Role = None,
-    config: Config = None,
-) -> None:
+# Each option once, named as its ServerSettings field (model_map, warm_model and retention_hours are turned
+# into settings by settings_from_flags); each command lists the ones it takes, in --help order.
+OPTIONS: dict[str, Any] = {
+    "host": Host,
+    "port": Port,
+    "ssl_certfile": SslCertfile,
+    "ssl_keyfile": SslKeyfile,
+    "data_dir": DataDir,
+    "api_keys": ApiKeys,
+    "open_access": OpenAccess,
+    "model_map": ModelMap,
+    "device": Device,
+    "dtype": Dtype,
+    "backend": Backend,
+    "batch_size": BatchSize,
+    "compile": Compile,
+    "max_models": MaxModels,
+    "model_memory_mb": ModelMemory,
+    "warm_model": WarmModel,
+    "allow_private_urls": AllowPrivate,
+    "allowed_hosts": AllowedHosts,
+    "max_operating_side": MaxSide,
+    "retention_hours": RetentionHours,
+    "cors_origins": CorsOrigins,
+    "queue": Queue,
+    "storage": Storage,
+    "role": Role,
+    "config": Config,
+}
+WORKER_OPTIONS = [
+    "queue", "storage", "data_dir", "model_map", "device", "dtype", "backend", "batch_size", "compile",
+    "max_models", "model_memory_mb", "warm_model", "allow_private_urls", "allowed_hosts", "max_operating_side",
+    "config",
+]  # fmt: skip
+SERVE_OPTIONS = [name for name in OPTIONS if name not in ("queue", "storage", "role", "config")] + [
+    "queue", "storage", "role", "config",
+]  # fmt: skip
+
+
+def with_options(names: list[str]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a ``**flags`` command the typer options ``names`` (all optional, None when not given)."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        kind = inspect.Parameter.KEYWORD_ONLY
+        command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(name, kind, default=None, annotation=OPTIONS[name]) for name in names]
+        )
+        command.__annotations__ = {name: OPTIONS[name] for name in names}
+        return command
+
+    return decorate
+
+
+@with_options(SERVE_OPTIONS)
+def serve(**flags: Any) -> None:
     """Run the fal-compatible service (fal-ai/birefnet and /v2: sync, queue, files)."""
-    flags = dict(locals())  # the options as given, taken before anything else is named here
     import uvicorn
 
     from bgone._version import __version__
@@ -166,26 +195,9 @@ def serve(
     )
 
 
-def worker(
-    queue: Queue = None,
-    storage: Storage = None,
-    data_dir: DataDir = None,
-    model_map: ModelMap = None,
-    device: Device = None,
-    dtype: Dtype = None,
-    backend: Backend = None,
-    batch_size: BatchSize = None,
-    compile: Compile = None,
-    max_models: MaxModels = None,
-    model_memory_mb: ModelMemory = None,
-    warm_model: WarmModel = None,
-    allow_private_urls: AllowPrivate = None,
-    allowed_hosts: AllowedHosts = None,
-    max_operating_side: MaxSide = None,
-    config: Config = None,
-) -> None:
+@with_options(WORKER_OPTIONS)
+def worker(**flags: Any) -> None:
     """Run an inference worker: pull queued requests, run them, store results. Stops cleanly on SIGTERM."""
-    flags = dict(locals())  # the options as given, taken before anything else is named here
     import signal
 
     from bgone.service.jobs import open_job_store

@@ -25,7 +25,7 @@ pixel at 256 px). Work is split into chunks so that temporaries stay under ``max
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -86,9 +86,18 @@ def deform_conv2d(
         modulation = mask if mask is not None else x.new_ones(batch, taps, out_h, out_w)
         out = torch.ops.bgone.deform_conv2d(x, offset, weight, modulation, ph)
         return out if bias is None else out + bias.to(out.dtype).view(1, -1, 1, 1)
+    operands = _Operands(x, offset, weight, bias, mask)
     if method == "grid_sample":
-        return _deform_grid_sample(x, offset, weight, bias, mask, geometry, max_chunk_bytes)
-    return _deform_gather(x, offset, weight, bias, mask, geometry, max_chunk_bytes)
+        return _deform_grid_sample(operands, geometry, max_chunk_bytes)
+    return _deform_gather(operands, geometry, max_chunk_bytes)
+
+
+class _Operands(NamedTuple):
+    x: torch.Tensor
+    offset: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    mask: torch.Tensor | None
 
 
 class _Geometry:
@@ -106,15 +115,8 @@ class _Geometry:
         return tap_i, tap_j
 
 
-def _deform_gather(
-    x: torch.Tensor,
-    offset: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    mask: torch.Tensor | None,
-    geo: _Geometry,
-    max_chunk_bytes: int,
-) -> torch.Tensor:
+def _deform_gather(operands: _Operands, geo: _Geometry, max_chunk_bytes: int) -> torch.Tensor:
+    x, offset, weight, bias, mask = operands
     batch, channels, height, width = x.shape
     out_channels = weight.shape[0]
     taps, device, dtype = geo.taps, x.device, x.dtype
@@ -168,15 +170,8 @@ def _deform_gather(
     return out.view(batch, geo.out_h, geo.out_w, out_channels).permute(0, 3, 1, 2)
 
 
-def _deform_grid_sample(
-    x: torch.Tensor,
-    offset: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    mask: torch.Tensor | None,
-    geo: _Geometry,
-    max_chunk_bytes: int,
-) -> torch.Tensor:
+def _deform_grid_sample(operands: _Operands, geo: _Geometry, max_chunk_bytes: int) -> torch.Tensor:
+    x, offset, weight, bias, mask = operands
     batch, channels, height, width = x.shape
     out_channels = weight.shape[0]
     out_h, out_w, taps = geo.out_h, geo.out_w, geo.taps

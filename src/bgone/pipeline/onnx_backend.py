@@ -97,8 +97,8 @@ def open_session(
     chosen = list(providers) if providers else providers_for(device)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    threads = int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads())
-    options.intra_op_num_threads = max(1, threads)  # explicit: avoids thread-affinity errors in containers
+    # torch's thread count (OMP_NUM_THREADS when set); explicit: avoids thread-affinity errors in containers
+    options.intra_op_num_threads = max(1, torch.get_num_threads())
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: no constant-folding notices on stderr
     try:

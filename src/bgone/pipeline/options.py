@@ -1,4 +1,5 @@
-"""What one removal does besides running the network: :class:`RemovalOptions`, parsed once.
+"""What one removal does besides running the network: :class:`RemovalOptions`, parsed once, and
+:class:`RembgOptions`, rembg's mask options (applied by :mod:`bgone.pipeline.rembg_mask`).
 
 Strings users write (``"2048x2048"``, ``"dynamic"``, ``"#ffffff"``, ``"white"``) become typed values when an
 options object is made, so everything downstream works with a :class:`~bgone.pipeline.resolution.Resolution`
@@ -44,3 +45,18 @@ class RemovalOptions:
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class RembgOptions:
+    """rembg's per-request options (``a``, ``af``, ``ab``, ``ae``, ``om``, ``ppm``, ``bgc``) plus colour
+    refinement, which bgone does by default (rembg leaves the background's colour in soft edges)."""
+
+    alpha_matting: bool = False
+    foreground_threshold: int = 240
+    background_threshold: int = 10
+    erode_size: int = 10
+    only_mask: bool = False
+    post_process_mask: bool = False
+    bgcolor: tuple[int, int, int, int] | None = None
+    refine_foreground: bool = True

@@ -18,33 +18,17 @@ All of it is NumPy and Pillow on "L" masks (0..255), no OpenCV, SciPy or pymatti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from PIL import Image
 
 from bgone.imaging.colors import composite
+from bgone.pipeline.options import RembgOptions
 from bgone.pipeline.refine import refine_foreground
 
 GAUSS_SIGMA = 2.0
 GAUSS_SIZE = 5  # the kernel size rembg passes along with sigma 2
 THRESHOLD = 127
 CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)  # disk(1)
-
-
-@dataclass(frozen=True)
-class RembgOptions:
-    """rembg's per-request options (``a``, ``af``, ``ab``, ``ae``, ``om``, ``ppm``, ``bgc``) plus colour
-    refinement, which bgone does by default (rembg leaves the background's colour in soft edges)."""
-
-    alpha_matting: bool = False
-    foreground_threshold: int = 240
-    background_threshold: int = 10
-    erode_size: int = 10
-    only_mask: bool = False
-    post_process_mask: bool = False
-    bgcolor: tuple[int, int, int, int] | None = None
-    refine_foreground: bool = True
 
 
 def _as_array(mask: Image.Image | np.ndarray) -> np.ndarray:

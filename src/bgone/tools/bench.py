@@ -12,7 +12,6 @@ no allocator tuning) for the same model, resolution and batch, measured in the s
 from __future__ import annotations
 
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -181,7 +180,7 @@ def run_configs(configs: list[BenchConfig]) -> list[dict[str, Any]]:
         for config in ordered:
             reference = Path(tmp) / f"{abs(hash((config.model, config.resolution, config.batch)))}.npy"
             command = [sys.executable, "-m", "bgone.tools.bench", json.dumps(asdict(config)), str(reference)]
-            proc = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), check=False)
+            proc = subprocess.run(command, capture_output=True, text=True, check=False)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)), None)
             if line is None:
                 tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -1,19 +1,19 @@
-"""RedisJobStore: the JobStore contract (as in test_sqlite_store.py) on a throwaway redis-server, plus
-what only a distributed store has: leases, heartbeats, reclaim by another worker, pub/sub wake-ups
-across store objects and processes, and jobs surviving a Redis restart (AOF)."""
+"""RedisJobStore: the JobStore contract (store_contract.py) on a throwaway redis-server, plus what only
+a distributed store has: leases, heartbeats, release and reclaim by another worker, namespaces, its
+transient errors, pub/sub wake-ups across store objects, jobs surviving a Redis restart (AOF), and
+redis:// URLs in open_job_store."""
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,26 +21,12 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
-from store_contract import (  # noqa: E402 - the shared contract tests run here against this backend
-    APP,
-    V2,
-    _change_later,
-    _claim_all,
-    submit,
-    test_claim_order_limit_and_batch_key,  # noqa: F401
-    test_fifo_ties_break_by_insertion_order,  # noqa: F401
-    test_queue_positions_with_priorities,  # noqa: F401
-    test_wait_wakes_in_process,  # noqa: F401
-)
+from store_contract import JobStoreContract, change_later, submit  # noqa: E402
 
 from bgone.service.jobs import (  # noqa: E402
     CANCELLED_BODY,
     INTERRUPTED_BODY,
-    TIMED_OUT_BODY,
-    CancelOutcome,
-    Job,
     JobStatus,
-    JobStore,
     Priority,
     open_job_store,
 )
@@ -124,30 +110,17 @@ def store(make_store) -> RedisJobStore:
     return make_store()
 
 
-# -- the JobStore contract ------------------------------------------------------------------------
+@pytest.fixture
+def open_store(server: RedisServer, namespace: str) -> Callable[[], RedisJobStore]:
+    return functools.partial(RedisJobStore, server.url, namespace=namespace)
 
 
-def test_implements_protocol_and_round_trip(store: RedisJobStore) -> None:
-    assert isinstance(store, JobStore)
-    job = submit(
-        store,
-        payload={"image_url": "https://example.com/ä.png", "n": [1, 2.5, None]},
-        batch_key="General",
-        webhook_url="https://hook",
-        start_deadline=time.time() + 60,
-    )
-    got = store.get(job.request_id)
-    assert got is not None
-    assert got.status is JobStatus.IN_QUEUE and got.priority is Priority.NORMAL
-    assert got.payload == {"image_url": "https://example.com/ä.png", "n": [1, 2.5, None]}
-    assert (got.endpoint, got.app, got.batch_key, got.webhook_url) == (V2, APP, "General", "https://hook")
-    assert got.created_at == job.created_at and got.start_deadline == job.start_deadline
-    assert got.logs == [] and got.output_keys == [] and got.attempts == 0 and got.keep_history
-    assert got.result_body is None and got.metrics is None and got.error is None and got.worker_id is None
-    assert len(job.request_id) == 36
-    assert store.get("nope") is None
-    with pytest.raises(ValueError):
-        submit(store, request_id=job.request_id)
+class TestJobStoreContract(JobStoreContract):
+    """The shared JobStore contract, on Redis."""
+
+
+def test_transient_errors_are_connection_failures(store: RedisJobStore) -> None:
+    assert set(store.transient_errors) == {redis.ConnectionError, redis.TimeoutError}
 
 
 def test_namespaces_are_isolated(server: RedisServer, store: RedisJobStore) -> None:
@@ -160,164 +133,6 @@ def test_namespaces_are_isolated(server: RedisServer, store: RedisJobStore) -> N
         other.close()
 
 
-def test_status_transitions(store: RedisJobStore) -> None:
-    job = submit(store)
-    [claimed] = store.claim("w1")
-    assert claimed.request_id == job.request_id
-    assert claimed.status is JobStatus.IN_PROGRESS and claimed.worker_id == "w1" and claimed.attempts == 1
-    assert claimed.started_at is not None
-    assert store.queue_position(job.request_id) is None
-    assert store.counts() == {"IN_QUEUE": 0, "IN_PROGRESS": 1, "COMPLETED": 0}
-    done = store.complete(
-        job.request_id,
-        status_code=200,
-        body={"image": {"url": "u"}},
-        metrics={"inference_time": 0.5},
-        output_keys=["outputs/a/b.png"],
-    )
-    assert done is not None and done.status is JobStatus.COMPLETED
-    assert done.result_status == 200 and done.result_body == {"image": {"url": "u"}}
-    assert done.metrics == {"inference_time": 0.5} and done.output_keys == ["outputs/a/b.png"]
-    assert done.completed_at is not None and done.completed_at >= done.started_at  # type: ignore[operator]
-    assert store.counts() == {"IN_QUEUE": 0, "IN_PROGRESS": 0, "COMPLETED": 1}
-    assert store.complete("unknown", status_code=200, body={}) is None
-
-
-def test_complete_is_idempotent(store: RedisJobStore) -> None:
-    job = submit(store)
-    store.claim("w")
-    first = store.complete(job.request_id, status_code=200, body={"n": 1}, output_keys=["k1"])
-    again = store.complete(job.request_id, status_code=500, body={"n": 2}, error="late", output_keys=["k1", "k2"])
-    assert first is not None and again is not None
-    assert again.result_status == 200 and again.result_body == {"n": 1} and again.error is None
-    assert again.completed_at == first.completed_at and again.version == first.version
-    assert store.get(job.request_id).output_keys == ["k1", "k2"]  # late files still get purged
-
-
-def test_concurrent_completes_exactly_once(make_store) -> None:
-    stores = [make_store() for _ in range(4)]
-    job = submit(stores[0])
-    stores[0].claim("w")
-    barrier = threading.Barrier(8)
-    results: list[Job | None] = [None] * 8
-
-    def run(i: int) -> None:
-        barrier.wait()
-        results[i] = stores[i % 4].complete(job.request_id, status_code=200, body={"by": i})
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=10)
-    bodies = {r.result_body["by"] for r in results}  # type: ignore[union-attr]
-    assert len(bodies) == 1
-    final = stores[1].get(job.request_id)
-    assert final.result_body == {"by": bodies.pop()} and final.version == 2  # claim + one completion
-    assert stores[2].counts() == {"IN_QUEUE": 0, "IN_PROGRESS": 0, "COMPLETED": 1}
-
-
-def test_concurrent_claim_threads(make_store) -> None:
-    stores = [make_store() for _ in range(2)]  # two "nodes", two threads each
-    ids = {submit(stores[0]).request_id for _ in range(100)}
-    results: list[list[str]] = [[] for _ in range(4)]
-    barrier = threading.Barrier(4)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        _claim_all(stores[i % 2], f"t{i}", results[i])
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    claimed = Counter(rid for r in results for rid in r)
-    assert set(claimed) == ids and max(claimed.values()) == 1
-    assert stores[1].counts()["IN_PROGRESS"] == 100
-
-
-def _process_claimer(url: str, namespace: str, name: str, barrier, queue) -> None:  # spawned process
-    s = RedisJobStore(url, namespace=namespace)
-    out: list[str] = []
-    barrier.wait()
-    _claim_all(s, name, out)
-    for rid in out:  # complete concurrently with the other process too
-        s.complete(rid, status_code=200, body={"by": name})
-    s.close()
-    queue.put((name, out))
-
-
-def test_concurrent_claim_processes(server: RedisServer, store: RedisJobStore) -> None:
-    ids = {submit(store).request_id for _ in range(100)}
-    ctx = multiprocessing.get_context("spawn")
-    barrier, queue = ctx.Barrier(2), ctx.Queue()
-    procs = [
-        ctx.Process(target=_process_claimer, args=(server.url, store.namespace, f"p{i}", barrier, queue))
-        for i in range(2)
-    ]
-    for p in procs:
-        p.start()
-    results = dict(queue.get(timeout=30) for _ in procs)
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
-    claimed = Counter(rid for r in results.values() for rid in r)
-    assert set(claimed) == ids and max(claimed.values()) == 1
-    assert store.counts() == {"IN_QUEUE": 0, "IN_PROGRESS": 0, "COMPLETED": 100}
-    owner = {rid: name for name, r in results.items() for rid in r}
-    assert all(store.get(rid).result_body == {"by": owner[rid]} for rid in ids)
-
-
-def test_cancel_outcomes(store: RedisJobStore) -> None:
-    running = submit(store)
-    queued = submit(store)
-    assert [j.request_id for j in store.claim("w")] == [running.request_id]
-    assert store.cancel(queued.request_id) is CancelOutcome.CANCELLATION_REQUESTED
-    got = store.get(queued.request_id)
-    assert got.status is JobStatus.COMPLETED and got.result_status == 499 and got.result_body == CANCELLED_BODY
-    assert got.error_type == "client_cancelled" and store.queue_depth() == 0
-    assert store.is_cancel_requested(queued.request_id)
-
-    assert not store.is_cancel_requested(running.request_id)
-    assert store.cancel(running.request_id) is CancelOutcome.CANCELLATION_REQUESTED
-    assert store.get(running.request_id).status is JobStatus.IN_PROGRESS
-    assert store.is_cancel_requested(running.request_id)
-    assert store.get(running.request_id).logs[-1].message == "Cancellation requested"
-    store.complete(running.request_id, status_code=499, body=CANCELLED_BODY)
-
-    assert store.cancel(running.request_id) is CancelOutcome.ALREADY_COMPLETED
-    assert store.cancel(queued.request_id) is CancelOutcome.ALREADY_COMPLETED
-    assert store.cancel("unknown") is CancelOutcome.NOT_FOUND
-    assert not store.is_cancel_requested("unknown")
-    assert store.counts() == {"IN_QUEUE": 0, "IN_PROGRESS": 0, "COMPLETED": 2}
-
-
-def test_start_deadline_expiry(store: RedisJobStore) -> None:
-    now = time.time()
-    soon = submit(store, start_deadline=now + 100)
-    later = submit(store, start_deadline=now + 1000)
-    free = submit(store)
-    assert store.expire_start_deadlines(now) == []
-    expired = store.expire_start_deadlines(now + 200)
-    assert [j.request_id for j in expired] == [soon.request_id]
-    assert expired[0].status is JobStatus.COMPLETED
-    assert (expired[0].result_status, expired[0].result_body) == (504, TIMED_OUT_BODY)
-    assert expired[0].logs[-1].level == "ERROR"
-    assert store.queue_position(later.request_id) == 0 and store.queue_position(free.request_id) == 1
-    assert store.expire_start_deadlines(now + 200) == []
-
-
-def test_claim_skips_jobs_past_their_deadline(store: RedisJobStore) -> None:
-    late = [submit(store, start_deadline=time.time() - 1) for _ in range(20)]  # more than one scan chunk
-    ok = submit(store)
-    late_b = submit(store, batch_key="b", start_deadline=time.time() - 1)
-    ok_b = submit(store, batch_key="b")
-    assert [j.request_id for j in store.claim("w", limit=5)] == [ok.request_id, ok_b.request_id]
-    assert store.claim("w", batch_key="b") == []
-    expired = store.expire_start_deadlines()
-    assert [j.request_id for j in expired] == [*(j.request_id for j in late), late_b.request_id]
-    assert store.queue_depth() == 0
 
 
 # -- leases, heartbeats, reclaim ------------------------------------------------------------------
@@ -387,6 +202,18 @@ def test_the_housekeeping_pass_finishes_dead_exhausted_jobs(make_store) -> None:
     assert [j.request_id for j in s.pending_webhooks()] == [job.request_id]
 
 
+def test_released_jobs_return_to_the_queue_when_their_lease_runs_out(make_store) -> None:
+    node = make_store(lease_seconds=0.3)  # auto heartbeat on
+    other = make_store()
+    a, b = submit(node), submit(node)
+    node.claim("w", limit=2)
+    node.release([a.request_id])  # e.g. the batch failed: a stops being renewed, b does not
+    time.sleep(0.5)
+    [again] = other.claim("live", limit=5)
+    assert again.request_id == a.request_id and again.attempts == 2
+    assert node.get(b.request_id).status is JobStatus.IN_PROGRESS and node.get(b.request_id).worker_id == "w"
+
+
 def _dying_worker(url: str, namespace: str, ready, die) -> None:  # spawned process
     s = RedisJobStore(url, namespace=namespace, lease_seconds=0.4)  # auto heartbeat on
     [job] = s.claim("doomed")
@@ -417,87 +244,21 @@ def test_heartbeat_keeps_lease_until_process_dies(server: RedisServer, store: Re
         proc.join(timeout=10)
 
 
-# -- logs, history, purge, webhooks ---------------------------------------------------------------
+# -- purge, wait() -----------------------------------------------------------------------------------
 
 
-def test_logs_in_order(store: RedisJobStore) -> None:
-    job = submit(store)
-    for i in range(20):
-        store.append_log(job.request_id, f"line {i}", level="DEBUG" if i % 2 else "INFO")
-    store.append_log("unknown", "ignored")
-    assert store.get("unknown") is None
-    got = store.get(job.request_id)
-    assert [entry.message for entry in got.logs] == [f"line {i}" for i in range(20)]
-    assert got.logs[1].level == "DEBUG" and got.logs[0].source == "bgone" and got.version == 20
-    assert got.logs[0].timestamp.endswith("Z") and "T" in got.logs[0].timestamp
-
-
-def test_history_newest_first_without_sync_jobs(store: RedisJobStore) -> None:
-    kept = [submit(store) for _ in range(3)]
-    submit(store, keep_history=False)
-    hist = store.history()
-    assert [j.request_id for j in hist] == [j.request_id for j in reversed(kept)]
-    assert [j.request_id for j in store.history(limit=1, offset=1)] == [kept[1].request_id]
-    assert store.history(limit=0) == [] and store.history(offset=10) == []
-
-
-def test_purge(store: RedisJobStore) -> None:
+def test_purge_leaves_no_keys_behind(store: RedisJobStore) -> None:
     old = submit(store)
-    running = submit(store)
-    store.claim("w", limit=2)
+    store.claim("w")
     store.complete(old.request_id, status_code=200, body={}, output_keys=["outputs/x/a.png"])
     store.append_log(old.request_id, "bye")
-    sync_job = submit(store, keep_history=False)
-    store.complete(sync_job.request_id, status_code=200, body={})
-    queued = submit(store)
-
-    assert store.purge(completed_before=time.time() - 60) == []
-    purged = store.purge(completed_before=time.time() - 60, ephemeral_before=time.time() + 1)
-    assert [j.request_id for j in purged] == [sync_job.request_id]
-    purged = store.purge(completed_before=time.time() + 1)
-    assert [j.request_id for j in purged] == [old.request_id] and purged[0].output_keys == ["outputs/x/a.png"]
-    assert purged[0].logs[-1].message == "bye"
-    assert store.get(old.request_id) is None
-    assert store.get(running.request_id) is not None and store.get(queued.request_id) is not None
-    assert [j.request_id for j in store.history()] == [queued.request_id, running.request_id]
-    assert store.counts() == {"IN_QUEUE": 1, "IN_PROGRESS": 1, "COMPLETED": 0}
+    assert [j.request_id for j in store.purge(completed_before=time.time() + 1)] == [old.request_id]
     leftover = store._r.keys(f"{store.prefix}*{old.request_id}*")
     assert leftover == []
 
 
-def test_webhook_bookkeeping(store: RedisJobStore) -> None:
-    hooked = submit(store, webhook_url="https://example.com/hook")
-    submit(store)  # no webhook
-    store.claim("w", limit=2)
-    assert store.pending_webhooks() == []  # not completed yet
-    store.complete(hooked.request_id, status_code=200, body={"ok": 1})
-    assert [j.request_id for j in store.pending_webhooks()] == [hooked.request_id]
-    store.record_webhook(hooked.request_id, delivered=False, error="HTTP 500")
-    job = store.get(hooked.request_id)
-    assert (job.webhook_delivered, job.webhook_attempts, job.webhook_error) == (False, 1, "HTTP 500")
-    assert store.pending_webhooks(max_attempts=1) == []
-    assert len(store.pending_webhooks(max_attempts=2)) == 1
-    store.record_webhook(hooked.request_id, delivered=True)
-    job = store.get(hooked.request_id)
-    assert (job.webhook_delivered, job.webhook_attempts, job.webhook_error) == (True, 2, None)
-    assert store.pending_webhooks() == []
-    store.record_webhook("unknown", delivered=True)
-
-
-# -- wait() ---------------------------------------------------------------------------------------
-
-
-def test_wait_since_version_catches_earlier_change(store: RedisJobStore) -> None:
-    job = submit(store)
-    seen = store.get(job.request_id)
-    store.claim("w")  # happens between reading the job and waiting
-    start = time.monotonic()
-    assert store.wait(job.request_id, timeout=5, since=seen.version) is True
-    assert time.monotonic() - start < 0.5
-
-
 @pytest.mark.parametrize("change", ["claim", "cancel", "complete", "purge"])
-def test_wait_wakes_across_store_objects(make_store, change: str) -> None:
+def test_pubsub_wakes_waiters_across_store_objects(make_store, change: str) -> None:
     api, worker = make_store(), make_store()  # two "processes": no shared memory, only Redis
     job = submit(api)
     if change in ("complete", "purge"):
@@ -517,22 +278,12 @@ def test_wait_wakes_across_store_objects(make_store, change: str) -> None:
         actions[change]()
         changed_at.append(time.monotonic())
 
-    t = _change_later(0.1, act)
+    t = change_later(0.1, act)
     assert api.wait(job.request_id, timeout=5, since=version) is True
     woke = time.monotonic()
     t.join()
     assert woke - changed_at[0] < 0.5
     assert api._sub_ok  # woken through pub/sub, not by polling
-
-
-def test_close_wakes_waiters(make_store) -> None:
-    s = make_store()
-    job = submit(s)
-    t = _change_later(0.1, s.close)
-    start = time.monotonic()
-    assert s.wait(job.request_id, timeout=5) is False
-    assert time.monotonic() - start < 1
-    t.join()
 
 
 # -- open_job_store and Redis restarts ------------------------------------------------------------
@@ -573,7 +324,7 @@ def test_jobs_survive_a_redis_restart(tmp_path: Path) -> None:
         assert s.get(running.request_id).worker_id == "w"
         assert s.get(jobs[2].request_id).logs[0].message == "still here"
         version = waiter.get(jobs[2].request_id).version
-        t = _change_later(0.1, lambda: s.claim("w2"))
+        t = change_later(0.1, lambda: s.claim("w2"))
         assert waiter.wait(jobs[2].request_id, timeout=5, since=version) is True  # pub/sub resubscribed
         t.join()
         assert s.complete(running.request_id, status_code=200, body={}).result_status == 200

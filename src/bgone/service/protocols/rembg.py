@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bgone.errors import UnknownModelError
 from bgone.imaging.encode import encode_image
 from bgone.imaging.frames import DecodedImage
-from bgone.pipeline.options import RemovalOptions
+from bgone.pipeline.options import RembgOptions, RemovalOptions
 from bgone.pipeline.resolution import DEFAULT_NATIVE, Resolution
 from bgone.service.protocols.base import Outputs, ProtocolAdapter, WorkItem
 from bgone.service.protocols.fal_schemas import ImageFile
@@ -73,14 +73,7 @@ class RembgInput(BaseModel):
     model: str = Field(description="registry name or checkpoint path, resolved by the API from the rembg name")
     rembg_model: str | None = Field(default=None, description="the model name the client asked for")
     operating_resolution: str | None = Field(default=None, description="WxH, dynamic[:N], or None (native)")
-    alpha_matting: bool = False
-    alpha_matting_foreground_threshold: int = Field(default=240, ge=0, le=255)
-    alpha_matting_background_threshold: int = Field(default=10, ge=0, le=255)
-    alpha_matting_erode_size: int = Field(default=10, ge=0, le=255)
-    only_mask: bool = False
-    post_process_mask: bool = False
-    bgcolor: tuple[int, int, int, int] | None = None
-    refine_foreground: bool = True
+    mask: RembgOptions = Field(default_factory=RembgOptions, description="rembg's mask options (a, af, ab, ae, om, ppm, bgc)")
     input_key: str | None = Field(default=None, description="storage key of the uploaded input, deleted with the job")
 
 
@@ -167,19 +160,22 @@ def build_input(
     bgcolor = parse_bgcolor(params.bgc, bgc_loc)
     honoured = parse_extras(params.extras, extras_loc)
     model = params.model.strip() if params.model and params.model.strip() else None
+    mask = RembgOptions(
+        alpha_matting=params.a,
+        foreground_threshold=params.af,
+        background_threshold=params.ab,
+        erode_size=params.ae,
+        only_mask=params.om,
+        post_process_mask=params.ppm,
+        bgcolor=bgcolor,
+        refine_foreground=honoured.get("refine_foreground", True),
+    )
     return RembgInput(
         image_url=image_url,
         model=resolve_rembg_model(settings, model),
         rembg_model=model,
         operating_resolution=honoured.get("operating_resolution"),
-        alpha_matting=params.a,
-        alpha_matting_foreground_threshold=params.af,
-        alpha_matting_background_threshold=params.ab,
-        alpha_matting_erode_size=params.ae,
-        only_mask=params.om,
-        post_process_mask=params.ppm,
-        bgcolor=bgcolor,
-        refine_foreground=honoured.get("refine_foreground", True),
+        mask=mask,
     )
 
 
@@ -212,21 +208,10 @@ class RembgAdapter(ProtocolAdapter[RembgInput]):
         self, item: WorkItem[RembgInput], decoded: DecodedImage, result: Any, *, refine_device: object = None
     ) -> Any:
         # Imported here, not above: it brings PyTorch (colour refinement), which only workers load.
-        from bgone.pipeline.rembg_mask import RembgOptions, rembg_cutout
+        from bgone.pipeline.rembg_mask import rembg_cutout
 
-        request = item.request
-        options = RembgOptions(
-            alpha_matting=request.alpha_matting,
-            foreground_threshold=request.alpha_matting_foreground_threshold,
-            background_threshold=request.alpha_matting_background_threshold,
-            erode_size=request.alpha_matting_erode_size,
-            only_mask=request.only_mask,
-            post_process_mask=request.post_process_mask,
-            bgcolor=request.bgcolor,
-            refine_foreground=request.refine_foreground,
-        )
         result.frames = [
-            rembg_cutout(frame, mask, options, refine_device=refine_device)
+            rembg_cutout(frame, mask, item.request.mask, refine_device=refine_device)
             for frame, mask in zip(decoded.frames, result.masks, strict=True)
         ]
         return result
@@ -240,7 +225,7 @@ class RembgAdapter(ProtocolAdapter[RembgInput]):
         else:  # an animation: APNG, every frame
             data = encode_image(result.frames, "png", durations=result.durations, loop=result.loop)
         stem = (result.name or "rembg").replace("/", "_")[:80]
-        name = f"{stem}-{'mask' if item.request.only_mask else 'output'}.png"
+        name = f"{stem}-{'mask' if item.request.mask.only_mask else 'output'}.png"
         stored = outputs.save(data, name, "image/png")
         width, height = result.frames[0].size
         image = ImageFile(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-import os
 import threading
 import uuid
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from bgone import settings
 from bgone.service.storage.base import (
     DEFAULT_CONTENT_TYPE,
     StoredFile,
@@ -139,9 +139,7 @@ class S3Storage:
         import boto3
         from botocore.config import Config
 
-        custom_endpoint = (
-            self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        )
+        custom_endpoint = self.endpoint_url or settings.aws_endpoint_url()
         style = self.addressing_style or ("path" if custom_endpoint else "auto")
         options: dict[str, Any] = {
             "signature_version": "s3v4",
