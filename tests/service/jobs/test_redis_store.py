@@ -115,6 +115,9 @@ def open_store(server: RedisServer, namespace: str) -> Callable[[], RedisJobStor
     return functools.partial(RedisJobStore, server.url, namespace=namespace)
 
 
+# -- the JobStore contract, transient errors, namespaces ------------------------------------------
+
+
 class TestJobStoreContract(JobStoreContract):
     """The shared JobStore contract, on Redis."""
 
@@ -131,8 +134,6 @@ def test_namespaces_are_isolated(server: RedisServer, store: RedisJobStore) -> N
         assert store.queue_depth() == 1
     finally:
         other.close()
-
-
 
 
 # -- leases, heartbeats, reclaim ------------------------------------------------------------------
@@ -244,7 +245,7 @@ def test_heartbeat_keeps_lease_until_process_dies(server: RedisServer, store: Re
         proc.join(timeout=10)
 
 
-# -- purge, wait() -----------------------------------------------------------------------------------
+# -- purge and pub/sub wake-ups -------------------------------------------------------------------
 
 
 def test_purge_leaves_no_keys_behind(store: RedisJobStore) -> None:

@@ -5,7 +5,6 @@ database file, and sqlite:// URLs in open_job_store."""
 from __future__ import annotations
 
 import functools
-import time
 from pathlib import Path
 
 import pytest

@@ -1,16 +1,17 @@
-"""LocalStorage: round trips, key safety, sanitised names, atomic writes."""
+"""LocalStorage: the Storage contract (storage_contract.py) on a directory, plus what only files do:
+paths inside the root (nothing written or left outside it, symlinks out of it refused), the sidecar
+holding the type and names, atomic writes, and file:// URLs in open_storage."""
 
 from __future__ import annotations
 
+import json
 import os
-import re
 from pathlib import Path
 
 import pytest
+from storage_contract import StorageContract
 
-from bgone.service.storage import LocalStorage, Storage, StoredFile, open_storage, sanitize_file_name
-
-KEY = re.compile(r"^outputs/[0-9a-f]{32}/[^/]+$")
+from bgone.service.storage import LocalStorage, StoredFile, open_storage
 
 
 @pytest.fixture
@@ -22,106 +23,36 @@ def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def test_implements_protocol(storage: LocalStorage) -> None:
-    assert isinstance(storage, Storage)
+class TestStorageContract(StorageContract):
+    """The shared Storage contract, on the local file system."""
 
 
-def test_round_trip(storage: LocalStorage) -> None:
+def test_files_live_under_root_and_leave_nothing_behind(storage: LocalStorage) -> None:
     data = b"\x89PNG fake bytes" * 100
     stored = storage.put(data, file_name="cut out.png", content_type="image/png")
-    assert KEY.match(stored.key) and stored.key.endswith("/cut_out.png")
-    assert stored == StoredFile(key=stored.key, file_name="cut_out.png", content_type="image/png", size=len(data))
-    assert storage.exists(stored.key)
-    assert storage.get(stored.key) == data
-    path = storage.path(stored.key)
-    assert path is not None and path.read_bytes() == data and path.is_relative_to(storage.root)
-    assert storage.stat(stored.key) == stored
+    hostile = storage.put(b"x", file_name="../../etc/passwd", content_type="text/plain")
+    for key in (stored.key, hostile.key):
+        path = storage.path(key)
+        assert path == storage.root / key and path.is_file() and path.is_relative_to(storage.root)
+    assert storage.path(stored.key).read_bytes() == data
+    assert not (storage.root.parent / "etc").exists()
+    assert storage.url_for(stored.key) is None  # the service serves local files itself
 
-    storage.delete([stored.key])
-    assert not storage.exists(stored.key)
-    assert storage.stat(stored.key) is None and storage.path(stored.key) is None
-    with pytest.raises(FileNotFoundError):
-        storage.get(stored.key)
+    storage.delete([stored.key, hostile.key])
+    assert storage.path(stored.key) is None
     assert not (storage.root / stored.key).parent.exists()  # key directory removed with it
     assert files_under(storage.root) == []
-    storage.delete([stored.key])  # deleting again is fine
 
 
-def test_custom_prefix_and_empty_file(storage: LocalStorage) -> None:
-    stored = storage.put(b"", file_name="", content_type="", prefix="uploads")
-    assert stored.key.startswith("uploads/") and stored.file_name == "file"
-    assert stored.content_type == "application/octet-stream" and stored.size == 0
-    assert storage.get(stored.key) == b""
-    with pytest.raises(ValueError):
-        storage.put(b"x", file_name="a", content_type="text/plain", prefix="../etc")
-
-
-def test_keys_are_unique_and_unguessable(storage: LocalStorage) -> None:
-    keys = {storage.put(b"x", file_name="same.png", content_type="image/png").key for _ in range(50)}
-    assert len(keys) == 50
-    tokens = {k.split("/")[1] for k in keys}
-    assert len(tokens) == 50 and all(re.fullmatch(r"[0-9a-f]{32}", t) for t in tokens)
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("../../etc/passwd", "passwd"),
-        ("..\\..\\windows\\system32\\cmd.exe", "cmd.exe"),
-        ("..", "file"),
-        ("...", "file"),
-        (".hidden", "hidden"),
-        ("/", "file"),
-        (None, "file"),
-        ("a\x00b\nc\x7f.png", "abc.png"),
-        ("my photo (1).png", "my_photo_(1).png"),
-        ('x<y>:"|?*.jpg', "x_y______.jpg"),
-        ("ünïcödé.webp", "ünïcödé.webp"),
-    ],
-)
-def test_sanitize_file_name(raw: str | None, expected: str) -> None:
-    assert sanitize_file_name(raw) == expected
-
-
-def test_long_file_name_keeps_extension() -> None:
-    name = sanitize_file_name("a" * 500 + ".png")
-    assert name.endswith(".png") and len(name.encode()) <= 128
-    multibyte = sanitize_file_name("é" * 300 + ".jpeg")
-    assert multibyte.endswith(".jpeg") and len(multibyte.encode()) <= 128
-    multibyte.encode().decode()  # not cut inside a character
-
-
-def test_stored_name_is_sanitised(storage: LocalStorage) -> None:
-    stored = storage.put(b"x", file_name="../../etc/passwd", content_type="text/plain\r\nX-Evil: 1")
-    assert stored.file_name == "passwd" and stored.key.endswith("/passwd")
-    assert stored.content_type == "application/octet-stream"  # header injection refused
-    assert (storage.root / stored.key).is_file()
-    assert not (storage.root.parent / "etc").exists()
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        "",
-        "/etc/passwd",
-        "../outside",
-        "outputs/../../outside",
-        "outputs/abc/../../../x",
-        "outputs\\abc\\x",
-        "outputs/abc/x\x00.png",
-        "outputs//x",
-        "outputs/abc/.meta.json",
-        "outputs",
-        "outputs/abc/",
-        "C:/windows",
-    ],
-)
-def test_traversal_keys_rejected(storage: LocalStorage, key: str) -> None:
-    for call in (storage.get, storage.path, storage.exists, storage.stat):
-        with pytest.raises(ValueError, match="invalid storage key"):
-            call(key)
-    with pytest.raises(ValueError, match="invalid storage key"):
-        storage.delete([key])
+def test_sidecar_keeps_type_and_names(storage: LocalStorage) -> None:
+    stored = storage.put(b"abc", file_name="../my photo.png", content_type="image/png")
+    meta = json.loads((storage.root / stored.key).parent.joinpath(".meta.json").read_text())
+    assert meta == {
+        "content_type": "image/png",
+        "file_name": "my_photo.png",
+        "original_file_name": "../my photo.png",
+        "size": 3,
+    }
 
 
 def test_symlink_out_of_root_rejected(storage: LocalStorage, tmp_path: Path) -> None:
@@ -135,20 +66,6 @@ def test_symlink_out_of_root_rejected(storage: LocalStorage, tmp_path: Path) -> 
     with pytest.raises(ValueError):
         storage.delete(["outputs/evil/secret.txt"])
     assert (outside / "secret.txt").exists()
-
-
-def test_delete_validates_all_keys_first(storage: LocalStorage) -> None:
-    stored = storage.put(b"x", file_name="a.png", content_type="image/png")
-    with pytest.raises(ValueError):
-        storage.delete([stored.key, "../evil"])
-    assert storage.exists(stored.key)
-
-
-def test_delete_keeps_other_files(storage: LocalStorage) -> None:
-    a = storage.put(b"a", file_name="a.png", content_type="image/png")
-    b = storage.put(b"b", file_name="b.png", content_type="image/png")
-    storage.delete([a.key])
-    assert not storage.exists(a.key) and storage.get(b.key) == b"b"
 
 
 def test_atomic_write_leaves_nothing_on_error(storage: LocalStorage, monkeypatch: pytest.MonkeyPatch) -> None:
