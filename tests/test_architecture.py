@@ -83,6 +83,15 @@ def _probe(body: str) -> str:
         # An API-only node: the whole app, every route, a store and storage, but no worker and no model.
         "import tempfile; from bgone.service.app import create_app; from bgone.settings import server_settings\n"
         "create_app(server_settings(role='api', open_access=True, data_dir=tempfile.mkdtemp()))",
+        # ... and the requests it takes: queueing a fal request, an upload, the status, the history.
+        "import tempfile; from fastapi.testclient import TestClient; from bgone.service.app import create_app\n"
+        "from bgone.settings import server_settings\n"
+        "app = create_app(server_settings(role='api', open_access=True, data_dir=tempfile.mkdtemp()))\n"
+        "with TestClient(app) as client:\n"
+        "    job = client.post('/queue/fal-ai/birefnet/v2', json={'image_url': 'https://example.com/a.png'}).json()\n"
+        "    assert client.get(job['status_url'].replace('http://testserver', '')).status_code == 202\n"
+        "    assert client.post('/files/upload', content=b'bytes').status_code == 200\n"
+        "    assert client.get('/api/history').status_code == 200",
     ],
 )
 def test_light_edges_never_load_torch(body: str) -> None:

@@ -72,6 +72,13 @@ def test_list_settings_take_the_comma_form_and_json(field: str, text: str, expec
     assert getattr(server_settings(), field) == expected
 
 
+@pytest.mark.parametrize("text", ["none", "None", ""])
+def test_warm_model_none_loads_lazily_from_any_source(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BGONE_WARM_MODEL", text)
+    assert server_settings().warm_model is None
+    assert server_settings(warm_model=text).warm_model is None
+
+
 def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BGONE_PORT", "9000")
     monkeypatch.setenv("BGONE_API_KEYS", "env-key")

@@ -258,6 +258,13 @@ class ServerSettings(BaseSettings):
     storage: str | None = Field(default=None, description="s3://bucket/prefix; default: files in data_dir")
     role: str = Field(default="all", description="all: API and worker; api: no model is ever loaded here")
 
+    @field_validator("warm_model", mode="before")
+    @classmethod
+    def _warm_model(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None  # load lazily, as --warm-model none
+        return value
+
     @field_validator("backend")
     @classmethod
     def _backend(cls, value: str) -> str:

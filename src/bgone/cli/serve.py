@@ -97,7 +97,6 @@ def settings_from_flags(
     *,
     config: Path | None = None,
     model_map: Path | None = None,
-    warm_model: str | None = None,
     retention_hours: float | None = None,
     **flags: Any,
 ) -> ServerSettings:
@@ -111,13 +110,11 @@ def settings_from_flags(
     if retention_hours is not None:
         flags["retention_seconds"] = retention_hours * 3600
     values.update({k: v for k, v in flags.items() if v not in (None, [])})
-    if warm_model is not None:
-        values["warm_model"] = None if warm_model.lower() == "none" else warm_model
     return server_settings(**values)
 
 
-# Each option once, named as its ServerSettings field (model_map, warm_model and retention_hours are turned
-# into settings by settings_from_flags); each command lists the ones it takes, in --help order.
+# Each option once, named as its ServerSettings field (model_map and retention_hours are turned into
+# settings by settings_from_flags); each command lists the ones it takes, in --help order.
 OPTIONS: dict[str, Any] = {
     "host": Host,
     "port": Port,

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bgone.errors import BgoneError, InputError, RequestCancelledError, StorageError
@@ -24,7 +24,7 @@ from bgone.imaging.fetch import fetch_url
 from bgone.imaging.frames import DecodedImage
 from bgone.pipeline.remover import Remover
 from bgone.pipeline.runtime import ModelCache
-from bgone.service.jobs import Job, JobStore
+from bgone.service.jobs import Job, JobStore, Outcome
 from bgone.service.protocols import ProtocolAdapter, adapters_for
 from bgone.service.protocols.base import StoredOutput, WorkItem, default_failure
 from bgone.service.storage import Storage
@@ -220,14 +220,8 @@ class InferenceWorker:
                 self._log(entry.job, "Encoding output")
                 body = entry.adapter.render(entry.item, result, outputs)
                 self._log(entry.job, f"Completed in {inference_time:.2f}s of inference")
-                self._complete(
-                    entry.job,
-                    entry.item,
-                    200,
-                    body,
-                    metrics={"inference_time": inference_time},
-                    output_keys=outputs.keys,
-                )
+                outcome = Outcome(200, body, metrics={"inference_time": inference_time}, output_keys=tuple(outputs.keys))
+                self._complete(entry.job, entry.item, outcome)
             except transient:
                 raise
             except Exception as exc:
@@ -269,10 +263,10 @@ class InferenceWorker:
     def _log(self, job: Job, message: str, level: str = "INFO") -> None:
         self.store.append_log(job.request_id, message, level=level)
 
-    def _complete(self, job: Job, item: WorkItem | None, status_code: int, body: Any, **kw: Any) -> None:
+    def _complete(self, job: Job, item: WorkItem | None, outcome: Outcome) -> None:
         if item is not None and item.owned_keys:  # e.g. a rembg upload goes with its request
-            kw["output_keys"] = [*kw.get("output_keys", []), *item.owned_keys]
-        done = self.store.complete(job.request_id, status_code=status_code, body=body, **kw)
+            outcome = replace(outcome, output_keys=(*outcome.output_keys, *item.owned_keys))
+        done = self.store.complete(job.request_id, outcome)
         if done is not None:
             self._after_complete(done)
 
@@ -293,9 +287,7 @@ class InferenceWorker:
         else:
             first_line = failure.message.splitlines()[0] if failure.message else failure.error_type
             self._log(job, f"Failed: {first_line}", level="ERROR")
-        self._complete(
-            job, item, failure.status, failure.body, error=failure.message, error_type=failure.error_type
-        )
+        self._complete(job, item, Outcome(failure.status, failure.body, failure.message, failure.error_type))
 
 
 __all__ = ["InferenceWorker"]

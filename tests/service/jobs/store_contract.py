@@ -23,12 +23,13 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from bgone.service.jobs import (
-    CANCELLED_BODY,
-    TIMED_OUT_BODY,
+    CANCELLED,
+    TIMED_OUT,
     CancelOutcome,
     Job,
     JobStatus,
     JobStore,
+    Outcome,
     Priority,
 )
 
@@ -82,7 +83,7 @@ def _process_claimer(open_store: OpenStore, name: str, barrier, queue) -> None: 
     barrier.wait()
     claim_all(s, name, out)
     for rid in out:  # complete concurrently with the other process too
-        s.complete(rid, status_code=200, body={"by": name})
+        s.complete(rid, Outcome(200, {"by": name}))
     s.close()
     queue.put((name, out))
 
@@ -164,25 +165,19 @@ class JobStoreContract:
         assert claimed.started_at is not None
         assert store.queue_position(job.request_id) is None
         assert store.counts() == {"IN_QUEUE": 0, "IN_PROGRESS": 1, "COMPLETED": 0}
-        done = store.complete(
-            job.request_id,
-            status_code=200,
-            body={"image": {"url": "u"}},
-            metrics={"inference_time": 0.5},
-            output_keys=["outputs/a/b.png"],
-        )
+        done = store.complete(job.request_id, Outcome(200, {"image": {"url": "u"}}, metrics={"inference_time": 0.5}, output_keys=("outputs/a/b.png",)))
         assert done is not None and done.status is JobStatus.COMPLETED
         assert done.result_status == 200 and done.result_body == {"image": {"url": "u"}}
         assert done.metrics == {"inference_time": 0.5} and done.output_keys == ["outputs/a/b.png"]
         assert done.completed_at is not None and done.completed_at >= done.started_at  # type: ignore[operator]
         assert store.counts() == {"IN_QUEUE": 0, "IN_PROGRESS": 0, "COMPLETED": 1}
-        assert store.complete("unknown", status_code=200, body={}) is None
+        assert store.complete("unknown", Outcome(200, {})) is None
 
     def test_complete_is_idempotent(self, store: JobStore) -> None:
         job = submit(store)
         store.claim("w")
-        first = store.complete(job.request_id, status_code=200, body={"n": 1}, output_keys=["k1"])
-        again = store.complete(job.request_id, status_code=500, body={"n": 2}, error="late", output_keys=["k1", "k2"])
+        first = store.complete(job.request_id, Outcome(200, {"n": 1}, output_keys=("k1",)))
+        again = store.complete(job.request_id, Outcome(500, {"n": 2}, error="late", output_keys=("k1", "k2")))
         assert first is not None and again is not None
         assert again.result_status == 200 and again.result_body == {"n": 1} and again.error is None
         assert again.completed_at == first.completed_at and again.version == first.version
@@ -198,7 +193,7 @@ class JobStoreContract:
 
             def run(i: int) -> None:
                 barrier.wait()
-                results[i] = stores[i % 4].complete(job.request_id, status_code=200, body={"by": i})
+                results[i] = stores[i % 4].complete(job.request_id, Outcome(200, {"by": i}))
 
             threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
             for t in threads:
@@ -259,7 +254,7 @@ class JobStoreContract:
         assert [j.request_id for j in store.claim("w")] == [running.request_id]
         assert store.cancel(queued.request_id) is CancelOutcome.CANCELLATION_REQUESTED
         got = store.get(queued.request_id)
-        assert got.status is JobStatus.COMPLETED and got.result_status == 499 and got.result_body == CANCELLED_BODY
+        assert got.status is JobStatus.COMPLETED and got.result_status == 499 and got.result_body == CANCELLED.body
         assert got.error_type == "client_cancelled" and store.queue_depth() == 0
         assert store.is_cancel_requested(queued.request_id)
 
@@ -268,7 +263,7 @@ class JobStoreContract:
         assert store.get(running.request_id).status is JobStatus.IN_PROGRESS
         assert store.is_cancel_requested(running.request_id)
         assert store.get(running.request_id).logs[-1].message == "Cancellation requested"
-        store.complete(running.request_id, status_code=499, body=CANCELLED_BODY)
+        store.complete(running.request_id, Outcome(499, CANCELLED.body))
 
         assert store.cancel(running.request_id) is CancelOutcome.ALREADY_COMPLETED
         assert store.cancel(queued.request_id) is CancelOutcome.ALREADY_COMPLETED
@@ -285,7 +280,7 @@ class JobStoreContract:
         expired = store.expire_start_deadlines(now + 200)
         assert [j.request_id for j in expired] == [soon.request_id]
         assert expired[0].status is JobStatus.COMPLETED
-        assert (expired[0].result_status, expired[0].result_body) == (504, TIMED_OUT_BODY)
+        assert (expired[0].result_status, expired[0].result_body) == (504, TIMED_OUT.body)
         assert expired[0].logs[-1].level == "ERROR"
         assert store.queue_position(later.request_id) == 0 and store.queue_position(free.request_id) == 1
         assert store.expire_start_deadlines(now + 200) == []
@@ -305,7 +300,7 @@ class JobStoreContract:
     def test_release_is_safe_on_any_ids(self, store: JobStore) -> None:
         running, done, queued = submit(store), submit(store), submit(store)
         store.claim("w", limit=2)  # running, done
-        store.complete(done.request_id, status_code=200, body={"done": True})
+        store.complete(done.request_id, Outcome(200, {"done": True}))
         store.release([])
         store.release([running.request_id, done.request_id, queued.request_id, "unknown"])
         store.release(iter([running.request_id]))  # any iterable; releasing twice is fine
@@ -314,7 +309,7 @@ class JobStoreContract:
         assert got.status is JobStatus.IN_PROGRESS and got.worker_id == "w"
         assert store.get(done.request_id).result_body == {"done": True}
         assert store.queue_position(queued.request_id) == 0
-        assert store.complete(running.request_id, status_code=200, body={}).result_status == 200
+        assert store.complete(running.request_id, Outcome(200, {})).result_status == 200
         assert store.counts() == {"IN_QUEUE": 1, "IN_PROGRESS": 0, "COMPLETED": 2}
 
     def test_reclaim_expired_returns_an_empty_list_when_nothing_expired(self, store: JobStore) -> None:
@@ -331,7 +326,7 @@ class JobStoreContract:
         finished = [submit(store), submit(store)]
         store.claim("w", limit=2)
         for job in finished:
-            store.complete(job.request_id, status_code=200, body={})
+            store.complete(job.request_id, Outcome(200, {}))
         queued = submit(store)
         assert store.recover() == []
         assert store.queue_position(queued.request_id) == 0
@@ -363,10 +358,10 @@ class JobStoreContract:
         old = submit(store)
         running = submit(store)
         store.claim("w", limit=2)
-        store.complete(old.request_id, status_code=200, body={}, output_keys=["outputs/x/a.png"])
+        store.complete(old.request_id, Outcome(200, {}, output_keys=("outputs/x/a.png",)))
         store.append_log(old.request_id, "bye")
         sync_job = submit(store, keep_history=False)
-        store.complete(sync_job.request_id, status_code=200, body={})
+        store.complete(sync_job.request_id, Outcome(200, {}))
         queued = submit(store)
 
         # Nothing is old enough yet (the sync job completed just now, within its grace period).
@@ -386,7 +381,7 @@ class JobStoreContract:
         submit(store)  # no webhook
         store.claim("w", limit=2)
         assert store.pending_webhooks() == []  # not completed yet
-        store.complete(hooked.request_id, status_code=200, body={"ok": 1})
+        store.complete(hooked.request_id, Outcome(200, {"ok": 1}))
         assert [j.request_id for j in store.pending_webhooks()] == [hooked.request_id]
         store.record_webhook(hooked.request_id, delivered=False, error="HTTP 500")
         job = store.get(hooked.request_id)

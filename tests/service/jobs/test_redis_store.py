@@ -24,9 +24,10 @@ redis = pytest.importorskip("redis")
 from store_contract import JobStoreContract, change_later, submit  # noqa: E402
 
 from bgone.service.jobs import (  # noqa: E402
-    CANCELLED_BODY,
-    INTERRUPTED_BODY,
+    CANCELLED,
+    INTERRUPTED,
     JobStatus,
+    Outcome,
     Priority,
     open_job_store,
 )
@@ -155,8 +156,8 @@ def test_expired_lease_is_reclaimed_by_another_worker(make_store) -> None:
     assert [e.level for e in again.logs] == ["WARNING"]
     assert dying.heartbeat("dead-worker", [a.request_id]) == []  # it lost the job
     assert other.heartbeat("live", [a.request_id, b.request_id]) == [a.request_id, b.request_id]
-    won = other.complete(a.request_id, status_code=200, body={"by": "live"})
-    late = dying.complete(a.request_id, status_code=200, body={"by": "dead"})  # the zombie finishes too
+    won = other.complete(a.request_id, Outcome(200, {"by": "live"}))
+    late = dying.complete(a.request_id, Outcome(200, {"by": "dead"}))  # the zombie finishes too
     assert won.result_body == late.result_body == {"by": "live"}
     assert other.get(a.request_id).version == won.version
     assert other.counts() == {"IN_QUEUE": 0, "IN_PROGRESS": 1, "COMPLETED": 1}
@@ -180,14 +181,14 @@ def test_reclaim_gives_up_after_max_attempts_and_honours_cancel(store: RedisJobS
         assert job.attempts == attempt
         [job] = store.reclaim_expired(now=time.time() + 100)
     assert job.status is JobStatus.COMPLETED and job.result_status == 503
-    assert (job.result_body, job.error_type) == (INTERRUPTED_BODY, "runner_disconnected")
+    assert (job.result_body, job.error_type) == (INTERRUPTED.body, "runner_disconnected")
     assert job.logs[-1].level == "ERROR" and job.request_id == poison.request_id
 
     cancelled = submit(store)
     store.claim("w")
     store.cancel(cancelled.request_id)
     [job] = store.reclaim_expired(now=time.time() + 100)
-    assert job.status is JobStatus.COMPLETED and job.result_body == CANCELLED_BODY
+    assert job.status is JobStatus.COMPLETED and job.result_body == CANCELLED.body
     assert store.counts() == {"IN_QUEUE": 0, "IN_PROGRESS": 0, "COMPLETED": 2}
 
 
@@ -251,7 +252,7 @@ def test_heartbeat_keeps_lease_until_process_dies(server: RedisServer, store: Re
 def test_purge_leaves_no_keys_behind(store: RedisJobStore) -> None:
     old = submit(store)
     store.claim("w")
-    store.complete(old.request_id, status_code=200, body={}, output_keys=["outputs/x/a.png"])
+    store.complete(old.request_id, Outcome(200, {}, output_keys=("outputs/x/a.png",)))
     store.append_log(old.request_id, "bye")
     assert [j.request_id for j in store.purge(completed_before=time.time() + 1)] == [old.request_id]
     leftover = store._r.keys(f"{store.prefix}*{old.request_id}*")
@@ -265,12 +266,12 @@ def test_pubsub_wakes_waiters_across_store_objects(make_store, change: str) -> N
     if change in ("complete", "purge"):
         worker.claim("w")
     if change == "purge":
-        worker.complete(job.request_id, status_code=200, body={})
+        worker.complete(job.request_id, Outcome(200, {}))
     version = api.get(job.request_id).version
     actions = {
         "claim": lambda: worker.claim("w"),
         "cancel": lambda: worker.cancel(job.request_id),
-        "complete": lambda: worker.complete(job.request_id, status_code=200, body={}),
+        "complete": lambda: worker.complete(job.request_id, Outcome(200, {})),
         "purge": lambda: worker.purge(completed_before=time.time() + 1),
     }
     changed_at: list[float] = []
@@ -328,7 +329,7 @@ def test_jobs_survive_a_redis_restart(tmp_path: Path) -> None:
         t = change_later(0.1, lambda: s.claim("w2"))
         assert waiter.wait(jobs[2].request_id, timeout=5, since=version) is True  # pub/sub resubscribed
         t.join()
-        assert s.complete(running.request_id, status_code=200, body={}).result_status == 200
+        assert s.complete(running.request_id, Outcome(200, {})).result_status == 200
         new = submit(s, priority=Priority.LOW)  # the seq counter survived: new jobs go after old ones
         assert [s.queue_position(j.request_id) for j in (jobs[1], new)] == [0, 1]
     finally:

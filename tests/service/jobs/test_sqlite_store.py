@@ -11,9 +11,10 @@ import pytest
 from store_contract import JobStoreContract, submit
 
 from bgone.service.jobs import (
-    CANCELLED_BODY,
-    INTERRUPTED_BODY,
+    CANCELLED,
+    INTERRUPTED,
     JobStatus,
+    Outcome,
     SQLiteJobStore,
     open_job_store,
 )
@@ -60,7 +61,7 @@ def test_recover_after_crash(db_path: Path) -> None:
     assert fresh.get(a.request_id).logs[-1].level == "WARNING"
     [again] = fresh.claim("new-worker")
     assert again.request_id == a.request_id and again.attempts == 2
-    fresh.complete(a.request_id, status_code=200, body={"ok": True})
+    fresh.complete(a.request_id, Outcome(200, {"ok": True}))
     assert fresh.get(a.request_id).result_body == {"ok": True}
     assert fresh.recover() == []
     fresh.close()
@@ -72,13 +73,13 @@ def test_recover_gives_up_and_honours_cancel(store: SQLiteJobStore) -> None:
         store.claim("w")
         [job] = store.recover(max_attempts=3)
     assert job.status is JobStatus.COMPLETED and job.result_status == 503
-    assert (job.result_body, job.error_type) == (INTERRUPTED_BODY, "runner_disconnected")
+    assert (job.result_body, job.error_type) == (INTERRUPTED.body, "runner_disconnected")
 
     cancelled = submit(store)
     store.claim("w")
     store.cancel(cancelled.request_id)
     [job] = store.recover()
-    assert job.status is JobStatus.COMPLETED and job.result_body == CANCELLED_BODY
+    assert job.status is JobStatus.COMPLETED and job.result_body == CANCELLED.body
     assert poison.request_id != cancelled.request_id
 
 

@@ -6,17 +6,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bgone.service.jobs.base import (
-    CANCELLED_BODY,
-    CANCELLED_STATUS,
-    INTERRUPTED_BODY,
-    INTERRUPTED_STATUS,
-    TIMED_OUT_BODY,
-    TIMED_OUT_STATUS,
+    CANCELLED,
+    INTERRUPTED,
+    TIMED_OUT,
     CancelOutcome,
     Job,
     JobStatus,
     JobStore,
     LogEntry,
+    Outcome,
     Priority,
     utc_timestamp,
 )
@@ -26,18 +24,16 @@ if TYPE_CHECKING:
     from bgone.service.jobs.redis import RedisJobStore
 
 __all__ = [
-    "CANCELLED_BODY",
-    "CANCELLED_STATUS",
+    "CANCELLED",
     "DEFAULT_DB_NAME",
-    "INTERRUPTED_BODY",
-    "INTERRUPTED_STATUS",
-    "TIMED_OUT_BODY",
-    "TIMED_OUT_STATUS",
+    "INTERRUPTED",
+    "TIMED_OUT",
     "CancelOutcome",
     "Job",
     "JobStatus",
     "JobStore",
     "LogEntry",
+    "Outcome",
     "Priority",
     "RedisJobStore",
     "SQLiteJobStore",

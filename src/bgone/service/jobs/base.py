@@ -13,23 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
-from typing import Any, Protocol, runtime_checkable
-
-__all__ = [
-    "CANCELLED_BODY",
-    "CANCELLED_STATUS",
-    "INTERRUPTED_BODY",
-    "INTERRUPTED_STATUS",
-    "TIMED_OUT_BODY",
-    "TIMED_OUT_STATUS",
-    "CancelOutcome",
-    "Job",
-    "JobStatus",
-    "JobStore",
-    "LogEntry",
-    "Priority",
-    "utc_timestamp",
-]
+from typing import Any, Protocol, Self, runtime_checkable
 
 
 class JobStatus(StrEnum):
@@ -63,18 +47,30 @@ class CancelOutcome(StrEnum):
     NOT_FOUND = "NOT_FOUND"
 
 
-# Results the store itself writes (fal's request-error formats, spec §2.8).
-CANCELLED_STATUS = 499
-CANCELLED_BODY: dict[str, str] = {"detail": "Request cancelled", "error_type": "client_cancelled"}
-TIMED_OUT_STATUS = 504
-TIMED_OUT_BODY: dict[str, str] = {"detail": "Request timed out before it started", "error_type": "request_timeout"}
-# recover() gives up on a job whose worker died `max_attempts` times (a poison input would otherwise
-# crash every restart); 503 runner_disconnected is what fal reports when a runner goes away.
-INTERRUPTED_STATUS = 503
-INTERRUPTED_BODY: dict[str, str] = {
-    "detail": "The worker stopped while processing the request",
-    "error_type": "runner_disconnected",
-}
+@dataclass(frozen=True)
+class Outcome:
+    """How a request ended: the status code and body its result replays (fal's format), the error and its
+    type when it failed, metrics, and the storage keys of its files (deleted with it)."""
+
+    status_code: int
+    body: Any
+    error: str | None = None
+    error_type: str | None = None
+    metrics: dict[str, Any] | None = None
+    output_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def failed(cls, status_code: int, detail: str, error_type: str) -> Outcome:
+        """A failure in fal's request-error format: ``{"detail", "error_type"}``."""
+        return cls(status_code, {"detail": detail, "error_type": error_type}, error=detail, error_type=error_type)
+
+
+# The outcomes the store itself writes (fal's request errors). recover() gives up on a job whose worker
+# died `max_attempts` times (a poison input would otherwise crash every restart); 503 runner_disconnected
+# is what fal reports when a runner goes away.
+CANCELLED = Outcome.failed(499, "Request cancelled", "client_cancelled")
+TIMED_OUT = Outcome.failed(504, "Request timed out before it started", "request_timeout")
+INTERRUPTED = Outcome.failed(503, "The worker stopped while processing the request", "runner_disconnected")
 
 
 def utc_timestamp(epoch: float | None = None) -> str:
@@ -192,6 +188,19 @@ class Job:
         return self.status is JobStatus.COMPLETED
 
 
+class ClosingStore:
+    """What every store shares besides the protocol: ``with store:`` closes it on the way out."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @runtime_checkable
 class JobStore(Protocol):
     """A durable request queue and history. All methods are blocking and thread-safe; each state
@@ -232,25 +241,15 @@ class JobStore(Protocol):
         """Append one log line (kept in order). Unknown ids are ignored."""
         ...
 
-    def complete(
-        self,
-        request_id: str,
-        *,
-        status_code: int,
-        body: Any,
-        error: str | None = None,
-        error_type: str | None = None,
-        metrics: dict[str, Any] | None = None,
-        output_keys: Iterable[str] = (),
-    ) -> Job | None:
-        """IN_QUEUE/IN_PROGRESS → COMPLETED with the response to replay. Idempotent: on a job that is
-        already COMPLETED the stored result is kept and that job is returned (only new
+    def complete(self, request_id: str, outcome: Outcome) -> Job | None:
+        """IN_QUEUE/IN_PROGRESS → COMPLETED with ``outcome``, the response to replay. Idempotent: on a job
+        that is already COMPLETED the stored result is kept and that job is returned (only new
         ``output_keys`` are recorded, so their files are still cleaned up by ``purge``).
         Compare ``job.result_body`` to know whether your result won. None if unknown."""
         ...
 
     def cancel(self, request_id: str) -> CancelOutcome:
-        """IN_QUEUE → COMPLETED at once with 499 ``CANCELLED_BODY``; IN_PROGRESS → sets
+        """IN_QUEUE → COMPLETED at once with :data:`CANCELLED` (499); IN_PROGRESS → sets
         ``cancel_requested`` (the worker stops and completes it): both CANCELLATION_REQUESTED.
         COMPLETED → ALREADY_COMPLETED; unknown → NOT_FOUND."""
         ...
@@ -261,7 +260,7 @@ class JobStore(Protocol):
 
     def expire_start_deadlines(self, now: float | None = None) -> list[Job]:
         """IN_QUEUE jobs whose ``start_deadline`` is at or before ``now`` → COMPLETED with 504
-        ``TIMED_OUT_BODY``. Returns the expired jobs (e.g. to fire their webhooks)."""
+        :data:`TIMED_OUT`. Returns the expired jobs (e.g. to fire their webhooks)."""
         ...
 
     def release(self, request_ids: Iterable[str]) -> None:
@@ -282,7 +281,7 @@ class JobStore(Protocol):
     def recover(self, *, max_attempts: int | None = 3) -> list[Job]:
         """At start-up: IN_PROGRESS jobs (their worker died) go back to IN_QUEUE, keeping their queue
         position (created_at is unchanged). A job with a pending cancel, or one already claimed
-        ``max_attempts`` times, is COMPLETED instead (499 / 503 ``INTERRUPTED_BODY``). Returns every
+        ``max_attempts`` times, is COMPLETED instead (:data:`CANCELLED` / :data:`INTERRUPTED`). Returns every
         job it touched; check ``status`` to tell them apart. Only call it when no other live
         process is working on this store."""
         ...

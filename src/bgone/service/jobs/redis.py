@@ -43,16 +43,15 @@ from typing import Any
 import redis as redis_lib
 
 from bgone.service.jobs.base import (
-    CANCELLED_BODY,
-    CANCELLED_STATUS,
-    INTERRUPTED_BODY,
-    INTERRUPTED_STATUS,
-    TIMED_OUT_BODY,
-    TIMED_OUT_STATUS,
+    CANCELLED,
+    INTERRUPTED,
+    TIMED_OUT,
     CancelOutcome,
+    ClosingStore,
     Job,
     JobStatus,
     LogEntry,
+    Outcome,
 )
 
 __all__ = ["RedisJobStore"]
@@ -375,6 +374,11 @@ def _opt(value: str | None) -> str:
     return _NIL if value is None else value
 
 
+def _outcome_args(outcome: Outcome) -> list[Any]:
+    """An outcome as the scripts take it: status code, JSON body, error, error type."""
+    return [int(outcome.status_code), json.dumps(outcome.body, ensure_ascii=False), _opt(outcome.error), _opt(outcome.error_type)]
+
+
 def _log_json(message: str, level: str = "INFO") -> str:
     return json.dumps(LogEntry(message, level=level).to_dict(), ensure_ascii=False)
 
@@ -443,7 +447,7 @@ def _decode_all(snaps: Iterable[Sequence[Any]]) -> list[Job]:
     return [job for job in map(_decode, snaps) if job is not None]
 
 
-class RedisJobStore:
+class RedisJobStore(ClosingStore):
     """A ``JobStore`` shared by any number of processes on any number of machines through Redis.
 
     Claimed jobs are leased for ``lease_seconds``. The store renews the leases itself: a daemon thread
@@ -634,27 +638,14 @@ class RedisJobStore:
         if self._run("append_log", request_id, entry):
             self._notify([request_id])
 
-    def complete(
-        self,
-        request_id: str,
-        *,
-        status_code: int,
-        body: Any,
-        error: str | None = None,
-        error_type: str | None = None,
-        metrics: dict[str, Any] | None = None,
-        output_keys: Iterable[str] = (),
-    ) -> Job | None:
-        keys = list(output_keys)
+    def complete(self, request_id: str, outcome: Outcome) -> Job | None:
+        keys = list(outcome.output_keys)
         result = self._run(
             "complete",
             request_id,
             _num(time.time()),
-            int(status_code),
-            json.dumps(body, ensure_ascii=False),
-            _opt(error),
-            _opt(error_type),
-            json.dumps(metrics, ensure_ascii=False),
+            *_outcome_args(outcome),
+            json.dumps(outcome.metrics, ensure_ascii=False),
             len(keys),
             *keys,
         )
@@ -675,10 +666,7 @@ class RedisJobStore:
                 _num(time.time()),
                 _log_json("Request cancelled while in queue"),
                 _log_json("Cancellation requested"),
-                CANCELLED_STATUS,
-                json.dumps(CANCELLED_BODY),
-                CANCELLED_BODY["detail"],
-                CANCELLED_BODY["error_type"],
+                *_outcome_args(CANCELLED),
             )
         )
         if outcome is CancelOutcome.CANCELLATION_REQUESTED:
@@ -694,10 +682,7 @@ class RedisJobStore:
             "expire",
             _num(now),
             _log_json("Request timed out before it started", level="ERROR"),
-            TIMED_OUT_STATUS,
-            json.dumps(TIMED_OUT_BODY),
-            TIMED_OUT_BODY["detail"],
-            TIMED_OUT_BODY["error_type"],
+            *_outcome_args(TIMED_OUT),
         )
         expired = sorted(snaps, key=_seq)  # queue order (priority, then FIFO), like the SQLite store
         jobs = _decode_all(expired)
@@ -707,7 +692,7 @@ class RedisJobStore:
     def reclaim_expired(self, now: float | None = None, *, max_attempts: int | None = None) -> list[Job]:
         """Jobs whose lease ran out at or before ``now`` (their worker died) go back to IN_QUEUE at
         their old position; one with a pending cancel, or claimed ``max_attempts`` times (default:
-        the store's), is COMPLETED instead (499 / 503 ``INTERRUPTED_BODY``). Returns every job it
+        the store's), is COMPLETED instead (:data:`CANCELLED` / :data:`INTERRUPTED`). Returns every job it
         touched; check ``status`` to tell them apart. Safe to call from any process at any time."""
         now = time.time() if now is None else now
         attempts = self.max_attempts if max_attempts is None else max_attempts
@@ -716,14 +701,8 @@ class RedisJobStore:
             _num(now),
             self._max_attempts_arg(attempts),
             self._requeue_log(),
-            CANCELLED_STATUS,
-            json.dumps(CANCELLED_BODY),
-            CANCELLED_BODY["detail"],
-            CANCELLED_BODY["error_type"],
-            INTERRUPTED_STATUS,
-            json.dumps(INTERRUPTED_BODY),
-            INTERRUPTED_BODY["detail"],
-            INTERRUPTED_BODY["error_type"],
+            *_outcome_args(CANCELLED),
+            *_outcome_args(INTERRUPTED),
             _log_json("Worker stopped too many times on this request; giving up", level="ERROR"),
         )
         jobs = _decode_all(sorted(snaps, key=_seq))
@@ -920,11 +899,6 @@ class RedisJobStore:
         if self._owns_client:
             self._r.close()
 
-    def __enter__(self) -> RedisJobStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"RedisJobStore({self.url!r}, namespace={self.namespace!r})"

@@ -46,16 +46,15 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import IntegrityError
 
 from bgone.service.jobs.base import (
-    CANCELLED_BODY,
-    CANCELLED_STATUS,
-    INTERRUPTED_BODY,
-    INTERRUPTED_STATUS,
-    TIMED_OUT_BODY,
-    TIMED_OUT_STATUS,
+    CANCELLED,
+    INTERRUPTED,
+    TIMED_OUT,
     CancelOutcome,
+    ClosingStore,
     Job,
     JobStatus,
     LogEntry,
+    Outcome,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteJobStore"]
@@ -110,11 +109,16 @@ _t = jobs_table.c
 _QUEUE_ORDER = (_t.priority.asc(), _t.created_at.asc(), _t.seq.asc())
 
 
+def _update_seqs(conn: Connection, seqs: Sequence[int], **values: Any) -> None:
+    """One UPDATE of the jobs with these insertion numbers."""
+    conn.execute(update(jobs_table).where(_t.seq.in_(seqs)).values(**values))
+
+
 def _row_to_job(row: Row[Any]) -> Job:
     return Job.from_record(row._mapping)
 
 
-class SQLiteJobStore:
+class SQLiteJobStore(ClosingStore):
     """The default ``JobStore``: one SQLite file, shareable by threads and processes."""
 
     def __init__(self, path: str | Path) -> None:
@@ -187,11 +191,13 @@ class SQLiteJobStore:
         return [by_seq[s] for s in seqs if s in by_seq]
 
     @staticmethod
-    def _complete_values(status_code: int, body: Any, now: float, **extra: Any) -> dict[str, Any]:
+    def _complete_values(outcome: Outcome, now: float, **extra: Any) -> dict[str, Any]:
         return {
             "status": JobStatus.COMPLETED.value,
-            "result_status": status_code,
-            "result_body": body,
+            "result_status": outcome.status_code,
+            "result_body": outcome.body,
+            "error": outcome.error,
+            "error_type": outcome.error_type,
             "completed_at": now,
             "version": _t.version + 1,
             **extra,
@@ -253,16 +259,14 @@ class SQLiteJobStore:
             seqs = list(conn.execute(query).scalars())
             if not seqs:
                 return []
-            conn.execute(
-                update(jobs_table)
-                .where(_t.seq.in_(seqs))
-                .values(
-                    status=JobStatus.IN_PROGRESS.value,
-                    started_at=now,
-                    worker_id=worker_id,
-                    attempts=_t.attempts + 1,
-                    version=_t.version + 1,
-                )
+            _update_seqs(
+                conn,
+                seqs,
+                status=JobStatus.IN_PROGRESS.value,
+                started_at=now,
+                worker_id=worker_id,
+                attempts=_t.attempts + 1,
+                version=_t.version + 1,
             )
             claimed = self._fetch_many(conn, seqs)
         self._notify()
@@ -278,18 +282,8 @@ class SQLiteJobStore:
             )
         self._notify()
 
-    def complete(
-        self,
-        request_id: str,
-        *,
-        status_code: int,
-        body: Any,
-        error: str | None = None,
-        error_type: str | None = None,
-        metrics: dict[str, Any] | None = None,
-        output_keys: Iterable[str] = (),
-    ) -> Job | None:
-        keys = list(output_keys)
+    def complete(self, request_id: str, outcome: Outcome) -> Job | None:
+        keys = list(outcome.output_keys)
         with self._write() as conn:
             job = self._fetch(conn, request_id)
             if job is None:
@@ -307,12 +301,9 @@ class SQLiteJobStore:
                 .where(_t.request_id == request_id)
                 .values(
                     **self._complete_values(
-                        status_code,
-                        body,
+                        outcome,
                         time.time(),
-                        error=error,
-                        error_type=error_type,
-                        metrics=metrics,
+                        metrics=outcome.metrics,
                         output_keys=job.output_keys + [k for k in keys if k not in job.output_keys],
                     )
                 )
@@ -331,11 +322,8 @@ class SQLiteJobStore:
                 return CancelOutcome.ALREADY_COMPLETED
             if status is JobStatus.IN_QUEUE:
                 values = self._complete_values(
-                    CANCELLED_STATUS,
-                    CANCELLED_BODY,
+                    CANCELLED,
                     time.time(),
-                    error=CANCELLED_BODY["detail"],
-                    error_type=CANCELLED_BODY["error_type"],
                     cancel_requested=True,
                     logs=self._log_append(LogEntry("Request cancelled while in queue")),
                 )
@@ -366,19 +354,14 @@ class SQLiteJobStore:
             )
             if not seqs:
                 return []
-            conn.execute(
-                update(jobs_table)
-                .where(_t.seq.in_(seqs))
-                .values(
-                    **self._complete_values(
-                        TIMED_OUT_STATUS,
-                        TIMED_OUT_BODY,
-                        time.time(),
-                        error=TIMED_OUT_BODY["detail"],
-                        error_type=TIMED_OUT_BODY["error_type"],
-                        logs=self._log_append(LogEntry("Request timed out before it started", level="ERROR")),
-                    )
-                )
+            _update_seqs(
+                conn,
+                seqs,
+                **self._complete_values(
+                    TIMED_OUT,
+                    time.time(),
+                    logs=self._log_append(LogEntry("Request timed out before it started", level="ERROR")),
+                ),
             )
             expired = self._fetch_many(conn, seqs)
         self._notify()
@@ -411,47 +394,28 @@ class SQLiteJobStore:
             ]
             requeue = [r.seq for r in rows if r.seq not in cancelled and r.seq not in exhausted]
             if requeue:
-                conn.execute(
-                    update(jobs_table)
-                    .where(_t.seq.in_(requeue))
-                    .values(
-                        status=JobStatus.IN_QUEUE.value,
-                        started_at=None,
-                        worker_id=None,
-                        logs=self._log_append(LogEntry("Worker stopped; request re-queued", level="WARNING")),
-                        version=_t.version + 1,
-                    )
+                _update_seqs(
+                    conn,
+                    requeue,
+                    status=JobStatus.IN_QUEUE.value,
+                    started_at=None,
+                    worker_id=None,
+                    logs=self._log_append(LogEntry("Worker stopped; request re-queued", level="WARNING")),
+                    version=_t.version + 1,
                 )
             if cancelled:
-                conn.execute(
-                    update(jobs_table)
-                    .where(_t.seq.in_(cancelled))
-                    .values(
-                        **self._complete_values(
-                            CANCELLED_STATUS,
-                            CANCELLED_BODY,
-                            now,
-                            error=CANCELLED_BODY["detail"],
-                            error_type=CANCELLED_BODY["error_type"],
-                        )
-                    )
-                )
+                _update_seqs(conn, cancelled, **self._complete_values(CANCELLED, now))
             if exhausted:
-                conn.execute(
-                    update(jobs_table)
-                    .where(_t.seq.in_(exhausted))
-                    .values(
-                        **self._complete_values(
-                            INTERRUPTED_STATUS,
-                            INTERRUPTED_BODY,
-                            now,
-                            error=INTERRUPTED_BODY["detail"],
-                            error_type=INTERRUPTED_BODY["error_type"],
-                            logs=self._log_append(
-                                LogEntry("Worker stopped too many times on this request; giving up", level="ERROR")
-                            ),
-                        )
-                    )
+                _update_seqs(
+                    conn,
+                    exhausted,
+                    **self._complete_values(
+                        INTERRUPTED,
+                        now,
+                        logs=self._log_append(
+                            LogEntry("Worker stopped too many times on this request; giving up", level="ERROR")
+                        ),
+                    ),
                 )
             touched = self._fetch_many(conn, [r.seq for r in rows])
         self._notify()
@@ -553,12 +517,6 @@ class SQLiteJobStore:
         self._closed = True
         self._notify()
         self._engine.dispose()
-
-    def __enter__(self) -> SQLiteJobStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"SQLiteJobStore({str(self.path)!r})"
