@@ -7,6 +7,7 @@ skipped, saying why, where PyTorch would emulate them (tens of times slower than
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -164,7 +165,8 @@ def make_client(tmp_path: Path, lite_checkpoint: Path) -> Iterator[Callable[...,
 
     yield make
     for client in clients:
-        client.__exit__(None, None, None)
+        client.__exit__(None, None, None)  # stops the worker, which releases its models
+    gc.collect()  # apps hold reference cycles: free them now, not at some later collection
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from bgone.cli.console import err_console
+from bgone.settings import DEFAULT_LIMITS
 
 
 def remove(
@@ -72,7 +74,9 @@ def remove(
     skip_existing: Annotated[
         bool, typer.Option("--skip-existing", help="Skip inputs whose output exists (resume a run).")
     ] = False,
-    max_frames: Annotated[int, typer.Option("--max-frames", min=1, help="Frame limit for animated inputs.")] = 300,
+    max_frames: Annotated[
+        int, typer.Option("--max-frames", min=1, help="Frame limit for animated inputs.")
+    ] = DEFAULT_LIMITS.max_frames,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar or summary.")] = False,
 ) -> None:
     """Remove the background of images: files, whole folders, globs, URLs or stdin."""
@@ -90,7 +94,6 @@ def remove(
     from bgone.pipeline.batch_files import expand_inputs, plan_jobs, run_jobs
     from bgone.pipeline.options import RemovalOptions
     from bgone.pipeline.remover import Remover
-    from bgone.settings import Limits
 
     extension_for(fmt)  # validates the format before any model loads
     bg: object = background
@@ -115,7 +118,7 @@ def remove(
         device=device,
         dtype=dtype,
         batch_size=batch_size,
-        limits=Limits(max_frames=max_frames),
+        limits=replace(DEFAULT_LIMITS, max_frames=max_frames),
         progress=not quiet,
         compile=compile_model,
         backend=backend,

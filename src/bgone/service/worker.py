@@ -104,10 +104,12 @@ class InferenceWorker:
         self._wake.set()
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop the loop, close the webhook sender and release the loaded models."""
         self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
         self.webhooks.close()
+        self.cache.clear()
 
     def notify(self) -> None:
         """A job was submitted: wake up now rather than at the next poll."""

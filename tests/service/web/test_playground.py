@@ -1,4 +1,4 @@
-"""The playground (src/bgone/web) in a real Chromium against a real bgone server on seeded weights."""
+"""The playground (src/bgone/service/web) in a real Chromium against a real bgone server on seeded weights."""
 
 from __future__ import annotations
 

@@ -73,6 +73,9 @@ TIMED_OUT = Outcome.failed(504, "Request timed out before it started", "request_
 INTERRUPTED = Outcome.failed(503, "The worker stopped while processing the request", "runner_disconnected")
 
 
+EPHEMERAL_TTL_S = 300.0  # keep_history=False results only need to live until the sync caller read them
+
+
 def utc_timestamp(epoch: float | None = None) -> str:
     """ISO-8601 UTC with millisecond precision and a ``Z`` suffix, like fal's log timestamps."""
     moment = datetime.now(UTC) if epoch is None else datetime.fromtimestamp(epoch, UTC)

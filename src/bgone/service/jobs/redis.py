@@ -44,6 +44,7 @@ import redis as redis_lib
 
 from bgone.service.jobs.base import (
     CANCELLED,
+    EPHEMERAL_TTL_S,
     INTERRUPTED,
     TIMED_OUT,
     CancelOutcome,
@@ -60,7 +61,6 @@ logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.2  # wait(): re-check interval while the pub/sub subscription is down
 SAFETY_INTERVAL_S = 1.0  # wait(): re-check interval while it is up (covers a message lost on reconnect)
-EPHEMERAL_TTL_S = 300.0  # keep_history=False results only need to live until the sync caller read them
 PURGE_BATCH = 500  # jobs deleted per script call, so one purge never blocks Redis for long
 _NIL = "\x00"  # "None" for optional script arguments
 

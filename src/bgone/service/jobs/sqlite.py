@@ -47,6 +47,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bgone.service.jobs.base import (
     CANCELLED,
+    EPHEMERAL_TTL_S,
     INTERRUPTED,
     TIMED_OUT,
     CancelOutcome,
@@ -62,7 +63,6 @@ __all__ = ["SCHEMA_VERSION", "SQLiteJobStore"]
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.2  # wait(): how often to look for changes made by other processes
-EPHEMERAL_TTL_S = 300.0  # keep_history=False results only need to live until the sync caller read them
 
 _metadata = MetaData()
 
