@@ -1,4 +1,5 @@
-"""Download an image URL safely: http(s) only, public addresses only, bounded size, bounded time.
+"""Download a URL safely: http(s) only, public addresses only, bounded size, bounded time. Images come back
+as bytes (:func:`fetch_url`); videos are streamed to a file (:func:`fetch_to_file`), never held in memory.
 
 The service fetches URLs that its callers choose, so every hop (the first URL and each redirect target) is
 resolved and checked against loopback/private/link-local/... ranges before anything is sent to it (SSRF).
@@ -10,21 +11,28 @@ resolves names itself; deployments that rely on one should make the proxy enforc
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import socket
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
-from bgone.errors import FileDownloadError
+from bgone.errors import FileDownloadError, StorageError
 from bgone.settings import DEFAULT_LIMITS
 
-__all__ = ["check_destination", "fetch_url", "is_public_address"]
+__all__ = ["check_destination", "fetch_to_file", "fetch_url", "is_public_address"]
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = "bgone (+https://github.com/ZhengPeng7/BiRefNet)"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+T = TypeVar("T")
+_IMAGE_ACCEPT = "image/*,*/*;q=0.8"
+_VIDEO_ACCEPT = "video/*,*/*;q=0.8"
 
 # NAT64 (RFC 6052) embeds an IPv4 address in the low 32 bits; the embedded one is what gets reached.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -120,8 +128,10 @@ def check_destination(url: str, *, allow_private: bool = False, allowed_hosts: C
     _check_target(parsed, allow_private=allow_private, allowed_hosts=hosts)
 
 
-def _build_request(client: httpx.Client, url: httpx.URL, ip: str | None, timeout: float) -> httpx.Request:
-    headers = {"User-Agent": _USER_AGENT, "Accept": "image/*,*/*;q=0.8"}
+def _build_request(
+    client: httpx.Client, url: httpx.URL, ip: str | None, timeout: float, accept: str = _IMAGE_ACCEPT
+) -> httpx.Request:
+    headers = {"User-Agent": _USER_AGENT, "Accept": accept}
     extensions: dict[str, object] = {}
     target = url
     if ip is not None:
@@ -158,6 +168,84 @@ def fetch_url(
 
     Every failure is a :class:`~bgone.errors.FileDownloadError` with a one-line message.
     """
+
+    def read(response: httpx.Response, deadline: float, shown: str) -> bytes:
+        return _read_body(response, max_bytes=max_bytes, deadline=deadline, timeout=timeout, shown=shown)
+
+    return _fetch(
+        url,
+        read,
+        timeout=timeout,
+        max_redirects=max_redirects,
+        allow_private=allow_private,
+        allowed_hosts=allowed_hosts,
+        accept=_IMAGE_ACCEPT,
+    )
+
+
+def fetch_to_file(
+    url: str,
+    path: str | os.PathLike[str],
+    *,
+    max_bytes: int,
+    timeout: float = 300.0,
+    max_redirects: int = 5,
+    allow_private: bool = False,
+    allowed_hosts: Collection[str] = (),
+) -> Path:
+    """GET ``url`` into the file ``path`` (a video: too large to hold in memory) and return the path.
+
+    The same rules as :func:`fetch_url` (schemes, address checks on every hop, redirects, one deadline for
+    the whole download, ``Content-Length`` checked first, the body stopped as soon as it passes
+    ``max_bytes``), but the body is written chunk by chunk. It goes to a ``.part`` file beside ``path``
+    that replaces ``path`` only when the download is complete: a failed, interrupted or oversized download
+    leaves no file behind (and leaves an existing ``path`` as it was). ``timeout`` defaults to 5 minutes.
+
+    Download failures are :class:`~bgone.errors.FileDownloadError`; a file that cannot be written here (disk
+    full, no such folder) is a :class:`~bgone.errors.StorageError`.
+    """
+    target = Path(path)
+    partial = target.with_name(target.name + ".part")
+
+    def read(response: httpx.Response, deadline: float, shown: str) -> Path:
+        try:
+            with partial.open("wb") as sink:
+                _read_body(
+                    response, max_bytes=max_bytes, deadline=deadline, timeout=timeout, shown=shown, sink=sink.write
+                )
+            os.replace(partial, target)
+        except OSError as exc:  # the disk, not the download: a server-side failure that a retry can fix
+            raise StorageError(f"cannot save {shown} to {target}: {exc.strerror or exc}") from None
+        return target
+
+    try:
+        return _fetch(
+            url,
+            read,
+            timeout=timeout,
+            max_redirects=max_redirects,
+            allow_private=allow_private,
+            allowed_hosts=allowed_hosts,
+            accept=_VIDEO_ACCEPT,
+        )
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
+
+
+def _fetch(
+    url: str,
+    read: Callable[[httpx.Response, float, str], T],
+    *,
+    timeout: float,
+    max_redirects: int,
+    allow_private: bool,
+    allowed_hosts: Collection[str],
+    accept: str,
+) -> T:
+    """Follow ``url`` through checked redirects to a 2xx response and return ``read(response, deadline,
+    shown)``, the deadline being the monotonic time the whole download must end by."""
     deadline = time.monotonic() + timeout
     allowed = frozenset(h.lower().rstrip(".") for h in allowed_hosts)
     try:
@@ -173,7 +261,7 @@ def fetch_url(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise FileDownloadError(f"timed out after {timeout:g} s fetching {shown}")
-            request = _build_request(client, current, ip, remaining)
+            request = _build_request(client, current, ip, remaining, accept)
             try:
                 response = client.send(request, stream=True)
                 try:
@@ -189,7 +277,7 @@ def fetch_url(
                     if not 200 <= response.status_code < 300:
                         reason = f" {response.reason_phrase}" if response.reason_phrase else ""
                         raise FileDownloadError(f"HTTP {response.status_code}{reason} fetching {_display(current)}")
-                    return _read_body(response, max_bytes=max_bytes, deadline=deadline, timeout=timeout, shown=shown)
+                    return read(response, deadline, shown)
                 finally:
                     response.close()
             except httpx.TimeoutException:
@@ -201,16 +289,31 @@ def fetch_url(
                 raise FileDownloadError(f"could not fetch {_display(current)}: {detail}") from None
 
 
-def _read_body(response: httpx.Response, *, max_bytes: int, deadline: float, timeout: float, shown: str) -> bytes:
+def _read_body(
+    response: httpx.Response,
+    *,
+    max_bytes: int,
+    deadline: float,
+    timeout: float,
+    shown: str,
+    sink: Callable[[bytes], object] | None = None,
+) -> bytes:
+    """The body (``sink=None``), or b"" after handing every chunk to ``sink``; the limits checked as it
+    streams."""
     length = response.headers.get("content-length")
     if length is not None and length.strip().isdigit() and int(length) > max_bytes:
         raise FileDownloadError(f"{shown} is {int(length):,} bytes, over the limit of {max_bytes:,} bytes")
     body = bytearray()
+    received = 0
     # No chunk_size: httpx would otherwise buffer until it has that many bytes, hiding a slow trickle.
     for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > max_bytes:
+        received += len(chunk)
+        if received > max_bytes:
             raise FileDownloadError(f"{shown} is over the limit of {max_bytes:,} bytes")
+        if sink is None:
+            body += chunk
+        else:
+            sink(chunk)
         if time.monotonic() > deadline:
             raise FileDownloadError(f"timed out after {timeout:g} s fetching {shown}")
     return bytes(body)
