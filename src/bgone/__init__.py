@@ -48,6 +48,7 @@ _LAZY = {
     "Remover": "bgone.pipeline.remover",
     "remove_background": "bgone.pipeline.remover",
     "refine_foreground": "bgone.pipeline.refine",
+    "remove_video_background": "bgone.pipeline.video",
 }
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from bgone.pipeline.refine import refine_foreground
     from bgone.pipeline.remover import RemovalResult, Remover, remove_background
     from bgone.pipeline.resolution import Resolution
+    from bgone.pipeline.video import remove_video_background
     from bgone.weights.loader import load_model
     from bgone.weights.registry import REGISTRY, register
     from bgone.weights.variants import Variant
@@ -102,4 +104,5 @@ __all__ = [
     "refine_foreground",
     "register",
     "remove_background",
+    "remove_video_background",
 ]

@@ -69,6 +69,21 @@ class ImageTooLargeError(InputError):
     http_status = 413
 
 
+class VideoLoadError(InputError):
+    """Bytes that are not a readable video: unknown or broken container, no video stream, an
+    undecodable codec."""
+
+    error_type = "video_load_error"
+    http_status = 422
+
+
+class VideoTooLargeError(InputError):
+    """A video over a configured limit: bytes, duration, frames, or pixels per frame."""
+
+    error_type = "video_too_large"
+    http_status = 413
+
+
 class FileDownloadError(InputError):
     """A URL that could not be fetched (HTTP error, timeout, refused address, too large)."""
 

@@ -51,6 +51,20 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """What one input video may weigh, checked from its headers before frames are decoded: encoded bytes,
+    duration, frames, and pixels per frame (width x height)."""
+
+    max_bytes: int = 1024 * MIB
+    max_seconds: float = 600.0
+    max_frames: int = 36_000
+    max_pixels: int = 3840 * 2160
+
+
+DEFAULT_VIDEO_LIMITS = VideoLimits()
+
 # Public model names → registry names (or checkpoint paths), per protocol: the hosted endpoints'
 # model enums ("v1", "v2") and rembg's BiRefNet session names ("rembg"). Overridden by the
 # `model_map` setting (--model-map FILE, BGONE_MODEL_MAP, a config file's `model_map`).
@@ -242,6 +256,10 @@ class ServerSettings(BaseSettings):
     )
     max_image_pixels: int = Field(default=DEFAULT_LIMITS.max_pixels, ge=1)
     max_frames: int = Field(default=DEFAULT_LIMITS.max_frames, ge=1)
+    max_video_bytes: int = Field(default=DEFAULT_VIDEO_LIMITS.max_bytes, ge=1)
+    max_video_seconds: float = Field(default=DEFAULT_VIDEO_LIMITS.max_seconds, gt=0)
+    max_video_frames: int = Field(default=DEFAULT_VIDEO_LIMITS.max_frames, ge=1)
+    max_video_pixels: int = Field(default=DEFAULT_VIDEO_LIMITS.max_pixels, ge=1)
     max_operating_side: int | None = Field(
         default=None, ge=32, description="cap every operating resolution's side (e.g. 512 on a small CPU box)"
     )
@@ -312,6 +330,15 @@ class ServerSettings(BaseSettings):
     @property
     def limits(self) -> Limits:
         return Limits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels, max_frames=self.max_frames)
+
+    @property
+    def video_limits(self) -> VideoLimits:
+        return VideoLimits(
+            max_bytes=self.max_video_bytes,
+            max_seconds=self.max_video_seconds,
+            max_frames=self.max_video_frames,
+            max_pixels=self.max_video_pixels,
+        )
 
     def model_names(self, version: str) -> dict[str, str]:
         """Public model names of ``version`` ("v1", "v2", "rembg") → registry name or checkpoint path."""

@@ -1,7 +1,7 @@
 """bgone.imaging.video: reading (limits, errors, codecs, rotation, timestamps), writing (alpha per format,
 masks, quality, odd sizes, timing, rotation, audio, streaming memory), and fetch_to_file.
 
-Every clip is made here with PyAV (tests/imaging/video_clips.py): tiny sizes and few frames, except the one
+Every clip is made here with PyAV (tests/video_clips.py): tiny sizes and few frames, except the one
 1280x720 streaming-memory check, which runs in a subprocess."""
 
 from __future__ import annotations
@@ -21,15 +21,6 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from video_clips import (
-    alpha_array,
-    clip_array,
-    corrupted_copy,
-    cutout_image,
-    mask_image,
-    truncated_copy,
-    write_clip,
-)
 
 from bgone.errors import FileDownloadError, InputError, VideoLoadError, VideoTooLargeError
 from bgone.imaging import video as video_module
@@ -49,6 +40,15 @@ from bgone.imaging.video import (
     open_video,
 )
 from bgone.settings import VideoLimits
+from video_clips import (
+    alpha_array,
+    clip_array,
+    corrupted_copy,
+    cutout_image,
+    mask_image,
+    truncated_copy,
+    write_clip,
+)
 
 SIZE = (64, 48)
 VFR_PTS = [0, 40, 70, 150, 160, 300, 340, 380, 420, 500]  # ms: irregular gaps, a 10 ms one, a 140 ms one

@@ -77,9 +77,23 @@ def remove(
     max_frames: Annotated[
         int, typer.Option("--max-frames", min=1, help="Frame limit for animated inputs.")
     ] = DEFAULT_LIMITS.max_frames,
+    video_format: Annotated[
+        str | None,
+        typer.Option(
+            "--video-format",
+            help="Videos' output: webm (VP9 with alpha), mov (ProRes 4444 with alpha), mp4 (H.264 over the "
+            "--background colour, black by default) or gif. Default: the -o file's extension, else webm.",
+        ),
+    ] = None,
+    video_quality: Annotated[
+        str, typer.Option("--video-quality", help="low, medium, high or maximum.")
+    ] = "high",
+    video_write_mode: Annotated[
+        str, typer.Option("--video-write-mode", help="fast, balanced or small (encoding speed against file size).")
+    ] = "balanced",
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bar or summary.")] = False,
 ) -> None:
-    """Remove the background of images: files, whole folders, globs, URLs or stdin."""
+    """Remove the background of images and videos: files, whole folders, globs, URLs or stdin."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -89,16 +103,27 @@ def remove(
         TimeRemainingColumn,
     )
 
+    from bgone.imaging.colors import parse_color
     from bgone.imaging.decode import load_image
     from bgone.imaging.encode import extension_for
+    from bgone.imaging.video_formats import QUALITIES, VIDEO_FORMATS, WRITE_MODES, VideoEncoding
     from bgone.pipeline.batch_files import expand_inputs, plan_jobs, run_jobs
     from bgone.pipeline.options import RemovalOptions
     from bgone.pipeline.remover import Remover
 
-    extension_for(fmt)  # validates the format before any model loads
+    extension_for(fmt)  # validates the formats before any model loads
+    for value, allowed, flag in (
+        (video_format, VIDEO_FORMATS, "--video-format"),
+        (video_quality, QUALITIES, "--video-quality"),
+        (video_write_mode, WRITE_MODES, "--video-write-mode"),
+    ):
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value!r}: use one of {', '.join(allowed)}", param_hint=flag)
     bg: object = background
     if background is not None and Path(background).is_file():
         bg = load_image(background).frames[0]
+    video_background = parse_color(background)[:3] if isinstance(bg, str) else (0, 0, 0)
+    encoding = VideoEncoding(quality=video_quality, write_mode=video_write_mode, background=video_background)
     options = RemovalOptions(
         operating_resolution=resolution,
         refine_foreground=not no_refine,
@@ -109,8 +134,8 @@ def remove(
     )
     items = expand_inputs(inputs)
     if not items:
-        raise typer.BadParameter("no input images found")
-    jobs = plan_jobs(items, output, fmt, write_mask=mask and not mask_only)
+        raise typer.BadParameter("no input images or videos found")
+    jobs = plan_jobs(items, output, fmt, write_mask=mask and not mask_only, video_format=video_format)
     to_stdout = any(job.output is None for job in jobs)
     quiet = quiet or to_stdout
     remover = Remover(
@@ -124,7 +149,9 @@ def remove(
         backend=backend,
     )
     if not quiet:
-        err_console.print(f"bgone: {len(jobs)} image(s) with {remover.describe()}", highlight=False)
+        videos = sum(job.is_video for job in jobs)
+        what = f"{len(jobs) - videos} image(s)" + (f" and {videos} video(s)" if videos else "")
+        err_console.print(f"bgone: {what} with {remover.describe()}", highlight=False)
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -139,17 +166,34 @@ def remove(
         task = progress.add_task("removing", total=len(jobs), rate="")
         started = time.perf_counter()
 
+        frames: dict[object, int] = {}  # a progress bar in frames for each video
+
         def on_progress(job: object, status: str) -> None:
             done = progress.tasks[0].completed + 1
-            progress.update(task, advance=1, rate=f"{done / max(time.perf_counter() - started, 1e-9):.2f} img/s")
+            progress.update(task, advance=1, rate=f"{done / max(time.perf_counter() - started, 1e-9):.2f} files/s")
+
+        def on_video_progress(job: object, step: object) -> None:
+            if job not in frames:
+                frames[job] = progress.add_task(escape(Path(job.item.source).name), total=step.total, rate="")  # type: ignore[attr-defined]
+            progress.update(
+                frames[job], completed=step.done, total=step.total, rate=f"{step.frames_per_second:.1f} fps"  # type: ignore[attr-defined]
+            )
 
         summary = run_jobs(
-            jobs, remover, options, fmt, workers=workers, skip_existing=skip_existing, on_progress=on_progress
+            jobs,
+            remover,
+            options,
+            fmt,
+            workers=workers,
+            skip_existing=skip_existing,
+            on_progress=on_progress,
+            video_encoding=encoding,
+            on_video_progress=on_video_progress,
         )
     if not quiet:
         err_console.print(
             f"done: {len(summary.done)} written, {len(summary.skipped)} skipped, {len(summary.failed)} failed "
-            f"in {summary.seconds:.1f}s ({summary.images_per_second:.2f} img/s)",
+            f"in {summary.seconds:.1f}s ({summary.images_per_second:.2f} files/s)",
             highlight=False,
         )
     for source, reason in summary.failed:

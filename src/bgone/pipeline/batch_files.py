@@ -1,22 +1,32 @@
-"""Many images from the command line: expand inputs, plan outputs, run with decode/encode workers."""
+"""Many files from the command line: expand inputs (images and videos), plan outputs, run them.
+
+Images go through the network in batches with decode and encode workers beside it; videos run one at a
+time, their frames batched (:func:`bgone.pipeline.video.remove_video`). Every output is written under a
+temporary name and renamed when complete, so ``skip_existing`` resumes an interrupted run."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
 from bgone.errors import BgoneError, ImageLoadError
 from bgone.imaging.encode import extension_for
+from bgone.imaging.fetch import fetch_to_file
 from bgone.imaging.frames import DecodedImage
+from bgone.imaging.video_formats import VIDEO_EXTENSIONS, VIDEO_FORMATS, VideoEncoding, is_video_name
 from bgone.pipeline.options import RemovalOptions
 from bgone.pipeline.remover import RemovalResult, Remover
+from bgone.pipeline.video import VideoProgress, remove_video
+from bgone.settings import DEFAULT_VIDEO_LIMITS
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".avif", ".tif", ".tiff", ".bmp", ".heic", ".heif"}
@@ -37,6 +47,12 @@ class Job:
     item: InputItem
     output: Path | None  # None: standard output
     mask_output: Path | None = None
+
+    @property
+    def is_video_name(self) -> bool:
+        return self.output is not None and self.output.suffix.lower().lstrip(".") in VIDEO_FORMATS and is_video_name(
+            self.item.source
+        )
 
 
 @dataclass
@@ -63,7 +79,7 @@ def _url_name(url: str, index: int) -> Path:
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[InputItem]:
-    """Files, folders (recursively, images only), globs, URLs and "-" (stdin), in a stable order."""
+    """Files, folders (recursively, images and videos only), globs, URLs and "-" (stdin), in a stable order."""
     items: list[InputItem] = []
     folders = [Path(i) for i in inputs if not _is_url(i) and i != STDIO and Path(i).is_dir()]
     prefix_folders = len(folders) > 1  # several folders: keep them apart in the output tree
@@ -74,7 +90,8 @@ def expand_inputs(inputs: Sequence[str]) -> list[InputItem]:
             items.append(InputItem(text, _url_name(text, index)))
         elif Path(text).is_dir():
             root = Path(text)
-            for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS):
+            wanted = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+            for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted):
                 relative = path.relative_to(root)
                 items.append(InputItem(str(path), Path(root.resolve().name) / relative if prefix_folders else relative))
         elif Path(text).is_file():
@@ -88,12 +105,24 @@ def expand_inputs(inputs: Sequence[str]) -> list[InputItem]:
     return items
 
 
-def plan_jobs(items: Sequence[InputItem], output: str | None, fmt: str, *, write_mask: bool = False) -> list[Job]:
-    """Map inputs to output paths: a folder mirrors the input tree; names never collide or overwrite inputs."""
-    extension = extension_for(fmt)
+def plan_jobs(
+    items: Sequence[InputItem],
+    output: str | None,
+    fmt: str,
+    *,
+    write_mask: bool = False,
+    video_format: str | None = None,
+) -> list[Job]:
+    """Map inputs to output paths: a folder mirrors the input tree; names never collide or overwrite inputs.
+
+    Images get ``fmt``'s extension and a PNG mask beside them; videos get ``video_format``'s (default: the
+    single output file's extension, else webm) and a mask video of the same format."""
+    image_extension = extension_for(fmt)
     if output == STDIO or (output is None and [i.source for i in items] == [STDIO]):
         if len(items) != 1:
             raise ValueError("only one input can be written to standard output")
+        if is_video_name(items[0].source):
+            raise ValueError("a video cannot be written to standard output: name an output file with -o")
         return [Job(items[0], None)]
     single_file = (
         output is not None
@@ -104,20 +133,26 @@ def plan_jobs(items: Sequence[InputItem], output: str | None, fmt: str, *, write
     )
     if single_file:
         target = Path(output)  # type: ignore[arg-type]
-        return [Job(items[0], target, target.with_name(target.stem + ".mask.png") if write_mask else None)]
+        if is_video_name(items[0].source) and target.suffix.lower().lstrip(".") not in VIDEO_FORMATS:
+            raise ValueError(f"{items[0].source} is a video: write it to a .webm, .mov, .mp4 or .gif file")
+        mask_suffix = target.suffix if is_video_name(items[0].source) else ".png"
+        return [Job(items[0], target, target.with_name(target.stem + ".mask" + mask_suffix) if write_mask else None)]
+    video_extension = "." + (video_format or "webm")
     out_dir = Path(output or DEFAULT_OUTPUT_DIR)
     inputs = {Path(i.source).resolve() for i in items if not _is_url(i.source) and i.source != STDIO}
-    wanted = [out_dir / i.relative.with_suffix(extension) for i in items]
+    extensions = [video_extension if is_video_name(i.source) else image_extension for i in items]
+    wanted = [out_dir / i.relative.with_suffix(ext) for i, ext in zip(items, extensions, strict=True)]
     counts: dict[Path, int] = {}
     for path in wanted:
         counts[path] = counts.get(path, 0) + 1
     jobs = []
-    for item, path in zip(items, wanted, strict=True):
+    for item, path, extension in zip(items, wanted, extensions, strict=True):
         if counts[path] > 1 or path.resolve() in inputs:
             # photo.jpg and photo.png in one folder: photo_jpg.png and photo_png.png
             tag = item.relative.suffix.lstrip(".") or "out"
             path = out_dir / item.relative.parent / f"{item.relative.stem}_{tag}{extension}"
-        jobs.append(Job(item, path, path.with_name(path.stem + ".mask.png") if write_mask else None))
+        mask_suffix = extension if extension == video_extension and is_video_name(item.source) else ".png"
+        jobs.append(Job(item, path, path.with_name(path.stem + ".mask" + mask_suffix) if write_mask else None))
     return jobs
 
 
@@ -153,8 +188,11 @@ def run_jobs(
     workers: int = 2,
     skip_existing: bool = False,
     on_progress: Callable[[Job, str], None] | None = None,
+    video_encoding: VideoEncoding | None = None,
+    on_video_progress: Callable[[Job, VideoProgress], None] | None = None,
 ) -> Summary:
-    """Decode ahead and encode behind on ``workers`` threads while the model runs on this one."""
+    """Images: decode ahead and encode behind on ``workers`` threads while the model runs on this one.
+    Videos (after the images): one at a time, ``video_encoding`` with each job's own output format."""
     summary = Summary()
     started = time.perf_counter()
     todo = []
@@ -168,6 +206,8 @@ def run_jobs(
                 on_progress(job, "skipped")
         else:
             todo.append(job)
+    videos = [job for job in todo if job.is_video]
+    todo = [job for job in todo if not job.is_video]
 
     def report_failure(job: Job, exc: BaseException) -> None:
         reason = str(exc) if isinstance(exc, BgoneError | ValueError | OSError) else f"{type(exc).__name__}: {exc}"
@@ -209,8 +249,39 @@ def run_jobs(
                 writes.append((job, pool.submit(_write, job, result, fmt)))
             writes = _collect(writes, summary, report_failure, on_progress, wait=False)
         _collect(writes, summary, report_failure, on_progress, wait=True)
+    for job in videos:
+        try:
+            _run_video(job, remover, options, video_encoding or VideoEncoding(), on_video_progress)
+        except Exception as exc:
+            report_failure(job, exc)
+        else:
+            summary.done.append(job)
+            if on_progress:
+                on_progress(job, "done")
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _run_video(
+    job: Job,
+    remover: Remover,
+    options: RemovalOptions,
+    encoding: VideoEncoding,
+    on_progress: Callable[[Job, VideoProgress], None] | None,
+) -> None:
+    """One video to its output file (and mask video), downloading a URL to a temporary file first."""
+    assert job.output is not None  # plan_jobs never sends a video to standard output
+    encoding = replace(encoding, format=job.output.suffix.lower().lstrip("."))
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    progress = (lambda p: on_progress(job, p)) if on_progress else None
+    with contextlib.ExitStack() as stack:
+        source: str | Path = job.item.source
+        if _is_url(job.item.source):
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bgone-video-")))
+            source = fetch_to_file(job.item.source, folder / (Path(urlparse(job.item.source).path).name or "video"), max_bytes=DEFAULT_VIDEO_LIMITS.max_bytes)
+        remove_video(
+            remover, source, job.output, options=options, encoding=encoding, mask_output=job.mask_output, progress=progress
+        )
 
 
 def _collect(

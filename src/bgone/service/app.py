@@ -31,7 +31,14 @@ from bgone.service.error_handlers import install_error_handlers
 from bgone.service.jobs import JobStore, open_job_store
 from bgone.service.prometheus import Metrics
 from bgone.service.protocols import adapters_for
-from bgone.service.protocols.fal_schemas import BirefnetInput, BirefnetOutput, BirefnetV2Input, field_order
+from bgone.service.protocols.fal_schemas import (
+    BirefnetInput,
+    BirefnetOutput,
+    BirefnetV2Input,
+    BirefnetV2VideoInput,
+    BirefnetVideoOutput,
+    field_order,
+)
 from bgone.service.routes import fal, files, ops, playground, rembg, requests
 from bgone.service.storage import Storage, open_storage
 from bgone.service.webhooks import WebhookSender
@@ -81,7 +88,7 @@ def create_app(
         title="bgone: fal-ai/birefnet",
         version=__version__,
         lifespan=lifespan,
-        description="Self-hosted, wire-compatible fal-ai/birefnet and fal-ai/birefnet/v2.",
+        description="Self-hosted, wire-compatible fal-ai/birefnet, fal-ai/birefnet/v2 and fal-ai/birefnet/v2/video.",
     )
     app.state.service = service
     app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
@@ -113,7 +120,7 @@ def create_app(
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = schema.get("components", {}).get("schemas", {})
-        for model in (BirefnetInput, BirefnetV2Input, BirefnetOutput):
+        for model in (BirefnetInput, BirefnetV2Input, BirefnetV2VideoInput, BirefnetOutput, BirefnetVideoOutput):
             if model.__name__ in components:
                 components[model.__name__]["x-fal-order-properties"] = field_order(model)
         schema["x-fal-order-paths"] = list(schema.get("paths", {}))

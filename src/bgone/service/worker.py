@@ -12,22 +12,28 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from bgone.errors import BgoneError, InputError, RequestCancelledError, StorageError
+from bgone.errors import BgoneError, InputError, RequestCancelledError, StorageError, VideoTooLargeError
+from bgone.imaging.data_uri import parse_data_uri
 from bgone.imaging.decode import load_image
-from bgone.imaging.fetch import fetch_url
+from bgone.imaging.fetch import fetch_to_file, fetch_url
 from bgone.imaging.frames import DecodedImage
 from bgone.pipeline.remover import Remover
 from bgone.pipeline.runtime import ModelCache
+from bgone.pipeline.video import VideoProgress, remove_video
 from bgone.service.jobs import Job, JobStore, Outcome
 from bgone.service.protocols import ProtocolAdapter, adapters_for
 from bgone.service.protocols.base import StoredOutput, WorkItem, default_failure
-from bgone.service.storage import Storage
+from bgone.service.storage import Storage, sanitize_file_name
 from bgone.service.urls import file_url, own_file_key
 from bgone.service.webhooks import WebhookSender
 from bgone.settings import ServerSettings
@@ -61,6 +67,29 @@ class _Outputs:
             raise StorageError(f"could not store the output: {reason}") from exc
         self.keys.append(stored.key)
         return StoredOutput(stored.key, file_url(self.base_url, stored.key, self.storage))
+
+
+class _ProgressLog:
+    """Video progress into the request's logs: the first batch, then at most one line a second, and the last."""
+
+    def __init__(self, log: Callable[[str], None], every: float = 1.0) -> None:
+        self.log = log
+        self.every = every
+        self.last = -float("inf")
+
+    def __call__(self, progress: VideoProgress) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every or progress.done >= progress.total:
+            self.last = now
+            self.log(f"Processed {progress}")
+
+
+def _file_name(url: str) -> str:
+    """A safe local file name for a video URL (its last path segment), so outputs are named after it."""
+    if url.strip()[:5].lower() == "data:":
+        return "video"
+    stem = Path(unquote(urlsplit(url).path)).name
+    return sanitize_file_name(stem, default="video")
 
 
 class InferenceWorker:
@@ -190,7 +219,13 @@ class InferenceWorker:
             try:
                 if adapter is None:
                     raise RuntimeError(f"no protocol adapter for endpoint {job.endpoint!r}")
-                planned.append(self._plan(job, adapter))
+                item = adapter.parse(job.payload["input"])
+                if self.store.is_cancel_requested(job.request_id):
+                    raise RequestCancelledError("Request cancelled")
+                if item.video is not None:  # a video batches its own frames: it always runs alone
+                    self._run_video(job, adapter, item)
+                else:
+                    planned.append(Planned(job, adapter, item, self._decode(job, item.source_url)))
             except transient:
                 raise
             except Exception as exc:
@@ -230,16 +265,83 @@ class InferenceWorker:
                 self.storage.delete(outputs.keys)  # no half-stored result outlives its failed request
                 self._fail(entry.job, entry.adapter, exc, entry.item)
 
-    def _plan(self, job: Job, adapter: ProtocolAdapter) -> Planned:
-        item = adapter.parse(job.payload["input"])
-        if self.store.is_cancel_requested(job.request_id):
-            raise RequestCancelledError("Request cancelled")
-        image_url = item.image_url
-        self._log(job, "Downloading image" if image_url.startswith("http") else "Decoding image")
-        decoded = self._load(image_url, job.payload.get("base_url", ""))
+    def _decode(self, job: Job, url: str) -> DecodedImage:
+        self._log(job, "Downloading image" if url.startswith("http") else "Decoding image")
+        decoded = self._load(url, job.payload.get("base_url", ""))
         frames = f", {len(decoded.frames)} frames" if decoded.is_animated else ""
         self._log(job, f"Decoded {decoded.source_format or 'image'} {decoded.size[0]}x{decoded.size[1]}{frames}")
-        return Planned(job, adapter, item, decoded)
+        return decoded
+
+    # -- one video ----------------------------------------------------------------------------------
+    def _run_video(self, job: Job, adapter: ProtocolAdapter, item: WorkItem) -> None:
+        """Download, run every frame in batches (progress in the logs, cancel within one batch), store the
+        finished files, complete. Temporary files only until the outputs are stored; a crash re-queues it."""
+        encoding = item.video
+        outputs = _Outputs(self.storage, job.payload.get("base_url", ""))
+        started = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory(prefix="bgone-video-") as folder:
+                source = self._fetch_video(job, item.source_url, Path(folder))
+                remover = self.remover(item.model)
+                self._log(
+                    job,
+                    f"Running {remover.describe()} at {item.options.operating_resolution} resolution, "
+                    f"{remover.batch_size} frames per pass",
+                )
+                output = Path(folder) / f"output.{encoding.format}"  # type: ignore[union-attr]
+                mask = Path(folder) / f"mask.{encoding.format}" if item.options.output_mask else None  # type: ignore[union-attr]
+                reporter = _ProgressLog(lambda message: self._log(job, message))
+                result = remove_video(
+                    remover,
+                    source,
+                    output,
+                    options=item.options,
+                    encoding=encoding,
+                    mask_output=mask,
+                    limits=self.settings.video_limits,
+                    progress=reporter,
+                    should_stop=lambda: self.store.is_cancel_requested(job.request_id),
+                )
+                self._log(job, "Storing the output")
+                body = adapter.render(item, result, outputs)
+            seconds = time.perf_counter() - started
+            self._log(job, f"Completed {result.frames} frames in {seconds:.2f}s")
+            metrics = {"inference_time": seconds, "frames": result.frames}
+            self._complete(job, item, Outcome(200, body, metrics=metrics, output_keys=tuple(outputs.keys)))
+        except BaseException:
+            self.storage.delete(outputs.keys)  # no half-stored result outlives its failed request
+            raise
+
+    def _fetch_video(self, job: Job, url: str, folder: Path) -> Path:
+        """The video as a local file: this server's own upload (from storage), a data URI, or a download
+        streamed to disk under the byte limit."""
+        limit = self.settings.max_video_bytes
+        name = _file_name(url)
+        target = folder / name
+        key = own_file_key(url, job.payload.get("base_url", ""))
+        if key is not None:
+            self._log(job, "Reading the uploaded video")
+            try:
+                target.write_bytes(self.storage.get(key))
+            except (KeyError, FileNotFoundError, ValueError) as exc:
+                raise InputError(f"uploaded file not found: {url}") from exc
+        elif url.strip()[:5].lower() == "data:":
+            if len(url) > limit * 4 / 3 + 1024:
+                raise VideoTooLargeError(f"the video's data URI is over the limit of {limit:,} bytes")
+            target.write_bytes(parse_data_uri(url)[1])
+        else:
+            self._log(job, "Downloading video")
+            fetch_to_file(
+                url,
+                target,
+                max_bytes=limit,
+                timeout=self.settings.fetch_timeout,
+                allow_private=self.settings.allow_private_urls,
+                allowed_hosts=self.settings.allowed_hosts,
+            )
+        if target.stat().st_size > limit:
+            raise VideoTooLargeError(f"the video is {target.stat().st_size:,} bytes, over the limit of {limit:,}")
+        return target
 
     def _load(self, url: str, base_url: str) -> DecodedImage:
         limits = self.settings.limits

@@ -7,11 +7,11 @@ protocol is one new adapter module, an entry here, and its routes.
 from __future__ import annotations
 
 from bgone.service.protocols.base import ProtocolAdapter
-from bgone.service.protocols.fal import FalV1Adapter, FalV2Adapter
+from bgone.service.protocols.fal import FalV1Adapter, FalV2Adapter, FalV2VideoAdapter
 from bgone.service.protocols.rembg import RembgAdapter
 from bgone.settings import ServerSettings
 
-ADAPTER_TYPES: tuple[type[ProtocolAdapter], ...] = (FalV1Adapter, FalV2Adapter, RembgAdapter)
+ADAPTER_TYPES: tuple[type[ProtocolAdapter], ...] = (FalV1Adapter, FalV2Adapter, FalV2VideoAdapter, RembgAdapter)
 
 
 def adapters_for(settings: ServerSettings) -> dict[str, ProtocolAdapter]:

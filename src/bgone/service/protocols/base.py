@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from bgone.errors import BgoneError, error_body
 from bgone.imaging.frames import DecodedImage
+from bgone.imaging.video_formats import VideoEncoding
 from bgone.pipeline.options import RemovalOptions
 
 logger = logging.getLogger("bgone.worker")
@@ -34,14 +35,16 @@ class WorkItem(Generic[RequestT]):
 
     request: RequestT  # the protocol's typed input, for rendering the result
     model: str  # registry name or checkpoint path
-    image_url: str  # http(s) URL, data URI, or this server's own /files/ URL of an upload
+    source_url: str  # the image or video: http(s) URL, data URI, or this server's own /files/ URL of an upload
     options: RemovalOptions
     owned_keys: tuple[str, ...] = ()  # stored inputs that belong to the request and go with it
+    video: VideoEncoding | None = None  # a video request: how to encode its output
 
     @property
     def batch_key(self) -> str:
-        """Requests with equal keys can share a forward pass: same model, same operating resolution."""
-        return f"{self.model}|{self.options.operating_resolution}"
+        """Images with equal keys can share a forward pass: same model, same operating resolution. A video
+        batches its own frames, so it shares nothing ("" is never batched)."""
+        return "" if self.video is not None else f"{self.model}|{self.options.operating_resolution}"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The hosted endpoints' schemas, field for field and in fal's field order: ``fal-ai/birefnet`` (v1) and
-``fal-ai/birefnet/v2``. Pure data: the adapter (:mod:`bgone.service.protocols.fal`) gives them meaning."""
+"""The hosted endpoints' schemas, field for field and in fal's field order: ``fal-ai/birefnet`` (v1),
+``fal-ai/birefnet/v2`` and ``fal-ai/birefnet/v2/video``. Pure data: the adapter (:mod:`bgone.service.protocols.fal`) gives them meaning."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 EXAMPLE_INPUT = "https://storage.googleapis.com/falserverless/example_inputs/birefnet-input.jpeg"
+EXAMPLE_VIDEO = "https://storage.googleapis.com/falserverless/example_inputs/birefnet-video-input.mp4"
 
 
 class ModelEnumV1(StrEnum):
@@ -34,6 +35,26 @@ class OperatingResolutionV2(StrEnum):
     r1024 = "1024x1024"
     r2048 = "2048x2048"
     r2304 = "2304x2304"
+
+
+class VideoOutputType(StrEnum):
+    x264 = "X264 (.mp4)"
+    vp9 = "VP9 (.webm)"
+    prores4444 = "PRORES4444 (.mov)"
+    gif = "GIF (.gif)"
+
+
+class VideoQuality(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    maximum = "maximum"
+
+
+class VideoWriteMode(StrEnum):
+    fast = "fast"
+    balanced = "balanced"
+    small = "small"
 
 
 class OutputFormat(StrEnum):
@@ -85,23 +106,42 @@ class BirefnetInput(BaseModel):
         return False
 
 
-class BirefnetV2Input(BaseModel):
+MODEL_V2 = Field(
+    default=ModelEnumV2.light,
+    description="Model to use for background removal. 'General Use (Light)' is recommended for most use cases; "
+    "'General Use (Light 2K)' was trained with 2K images; 'General Use (Heavy)' is slower but more accurate; "
+    "'Matting' gives soft alpha; 'Portrait' is trained for portraits; 'General Use (Dynamic)' supports dynamic "
+    "resolutions from 256x256 to 2304x2304.",
+)
+OPERATING_RESOLUTION_V2 = Field(
+    default=OperatingResolutionV2.r1024,
+    description="The resolution to operate on. The higher the resolution, the more accurate the output will be "
+    "for high res input images. The '2304x2304' option is only available for the 'General Use (Dynamic)' model.",
+)
+
+
+class _DynamicOnly2304:
+    """The v2 rule: 2304x2304 only with the Dynamic model."""
+
+    model: ModelEnumV2
+    operating_resolution: OperatingResolutionV2
+
+    @model_validator(mode="after")
+    def _resolution_fits_model(self):  # type: ignore[no-untyped-def]
+        if self.operating_resolution == OperatingResolutionV2.r2304 and self.model != ModelEnumV2.dynamic:
+            raise ValueError(
+                "The '2304x2304' operating resolution is only available for the 'General Use (Dynamic)' model."
+            )
+        return self
+
+
+class BirefnetV2Input(_DynamicOnly2304, BaseModel):
     """Input of ``fal-ai/birefnet/v2``."""
 
     model_config = ConfigDict(extra="ignore", title="InputV2")
 
-    model: ModelEnumV2 = Field(
-        default=ModelEnumV2.light,
-        description="Model to use for background removal. 'General Use (Light)' is recommended for most use cases; "
-        "'General Use (Light 2K)' was trained with 2K images; 'General Use (Heavy)' is slower but more accurate; "
-        "'Matting' gives soft alpha; 'Portrait' is trained for portraits; 'General Use (Dynamic)' supports dynamic "
-        "resolutions from 256x256 to 2304x2304.",
-    )
-    operating_resolution: OperatingResolutionV2 = Field(
-        default=OperatingResolutionV2.r1024,
-        description="The resolution to operate on. The higher the resolution, the more accurate the output will be "
-        "for high res input images. The '2304x2304' option is only available for the 'General Use (Dynamic)' model.",
-    )
+    model: ModelEnumV2 = MODEL_V2
+    operating_resolution: OperatingResolutionV2 = OPERATING_RESOLUTION_V2
     output_mask: bool = OUTPUT_MASK
     refine_foreground: bool = REFINE_FOREGROUND
     sync_mode: bool = SYNC_MODE
@@ -113,13 +153,39 @@ class BirefnetV2Input(BaseModel):
         "foreground refinement is skipped.",
     )
 
-    @model_validator(mode="after")
-    def _resolution_fits_model(self) -> BirefnetV2Input:
-        if self.operating_resolution == OperatingResolutionV2.r2304 and self.model != ModelEnumV2.dynamic:
-            raise ValueError(
-                "The '2304x2304' operating resolution is only available for the 'General Use (Dynamic)' model."
-            )
-        return self
+
+class BirefnetV2VideoInput(_DynamicOnly2304, BaseModel):
+    """Input of ``fal-ai/birefnet/v2/video``. ``background_color`` is bgone's own (fal clients never send it):
+    what transparent pixels become in formats without alpha (MP4), black by default."""
+
+    model_config = ConfigDict(extra="ignore", title="VideoInputV2")
+
+    model: ModelEnumV2 = MODEL_V2
+    operating_resolution: OperatingResolutionV2 = OPERATING_RESOLUTION_V2
+    output_mask: bool = OUTPUT_MASK
+    refine_foreground: bool = REFINE_FOREGROUND
+    sync_mode: bool = SYNC_MODE
+    video_url: str = Field(
+        description="URL of the video to remove background from",
+        examples=[EXAMPLE_VIDEO],
+        json_schema_extra={"ui": {"field": "video"}},
+    )
+    video_output_type: VideoOutputType = Field(
+        default=VideoOutputType.x264,
+        description="The output type of the video: X264 (.mp4) has no alpha channel (transparent pixels become the "
+        "background colour); VP9 (.webm) and PRORES4444 (.mov) keep the alpha channel; GIF (.gif) keeps binary "
+        "transparency.",
+    )
+    video_quality: VideoQuality = Field(default=VideoQuality.high, description="The quality of the output video.")
+    video_write_mode: VideoWriteMode = Field(
+        default=VideoWriteMode.balanced,
+        description="The write mode of the output video: fast encodes quickly, small makes smaller files.",
+    )
+    background_color: str = Field(
+        default="#000000",
+        description="What transparent pixels become where the output has no alpha channel (X264 (.mp4)).",
+        json_schema_extra={"x-bgone": True},
+    )
 
 
 class ImageFile(BaseModel):
@@ -129,6 +195,25 @@ class ImageFile(BaseModel):
     file_size: int | None = Field(default=None, description="The size of the file in bytes.")
     width: int | None = Field(default=None, description="The width of the image in pixels.")
     height: int | None = Field(default=None, description="The height of the image in pixels.")
+
+
+class VideoFile(BaseModel):
+    url: str = Field(description="The URL where the file can be downloaded from.")
+    content_type: str | None = Field(default=None, description="The mime type of the file.")
+    file_name: str | None = Field(default=None, description="The name of the file.")
+    file_size: int | None = Field(default=None, description="The size of the file in bytes.")
+    width: int | None = Field(default=None, description="The width of the video in pixels.")
+    height: int | None = Field(default=None, description="The height of the video in pixels.")
+    fps: float | None = Field(default=None, description="The frame rate of the video.")
+    duration: float | None = Field(default=None, description="The duration of the video in seconds.")
+    num_frames: int | None = Field(default=None, description="The number of frames in the video.")
+
+
+class BirefnetVideoOutput(BaseModel):
+    model_config = ConfigDict(title="VideoOutput")
+
+    video: VideoFile = Field(description="Video with background removed.")
+    mask_video: VideoFile | None = Field(default=None, description="Mask used to remove the background")
 
 
 class BirefnetOutput(BaseModel):

@@ -195,7 +195,7 @@ class RembgAdapter(ProtocolAdapter[RembgInput]):
         return WorkItem(
             request=request,
             model=request.model,
-            image_url=request.image_url,
+            source_url=request.image_url,
             # The pipeline stops at the alpha (times any input alpha); finish() does the rest.
             options=RemovalOptions(operating_resolution=resolution, refine_foreground=False, mask_only=True),
             owned_keys=(request.input_key,) if request.input_key else (),

@@ -1,5 +1,5 @@
-"""fal's endpoints: ``POST /fal-ai/birefnet[/v2]`` (sync, also under ``/run``) and
-``POST /queue/fal-ai/birefnet[/v2]`` (queue submit), one pair per fal adapter."""
+"""fal's endpoints: ``POST /fal-ai/birefnet[/v2[/video]]`` (sync, also under ``/run``) and
+``POST /queue/fal-ai/birefnet[/v2[/video]]`` (queue submit), one pair per fal adapter."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from pydantic import BaseModel
 from bgone.errors import NotFoundError
 from bgone.service.auth import require_key
 from bgone.service.context import get_service
-from bgone.service.protocols.fal import FalAdapter, FalV1Adapter, FalV2Adapter
-from bgone.service.protocols.fal_schemas import BirefnetOutput
+from bgone.service.protocols.fal import FalAdapter, FalV1Adapter, FalV2Adapter, FalV2VideoAdapter
 from bgone.service.submission import replay, status_body, submit, wait_completed
 from bgone.service.urls import queue_base
 
@@ -51,11 +50,11 @@ def _route(handler: Any, adapter_type: type[FalAdapter]) -> Any:
     return route
 
 
-for _adapter in (FalV1Adapter, FalV2Adapter):
+for _adapter in (FalV1Adapter, FalV2Adapter, FalV2VideoAdapter):
     for _prefix in ("", "/run"):
         router.post(
             f"{_prefix}/{_adapter.endpoint}",
-            response_model=BirefnetOutput,
+            response_model=_adapter.output_model,
             tags=["sync"],
             include_in_schema=_prefix == "",
         )(_route(run_sync, _adapter))
