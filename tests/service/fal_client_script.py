@@ -1,12 +1,14 @@
 """Run by test_fal_client.py in a fresh interpreter: the stock fal_client reads its hosts at import.
 
-Usage: python fal_client_script.py MODE IMAGE_PATH   (MODE: tls | http)
+Usage: python fal_client_script.py MODE IMAGE_PATH [BASE_URL]   (MODE: tls | http)
+With FAL_TEST_VIDEO=path it also runs fal-ai/birefnet/v2/video (subscribe with logs; upload_file over http).
 Prints one JSON line with what each call returned.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 MODE, IMAGE = sys.argv[1], sys.argv[2]
@@ -76,5 +78,22 @@ if MODE == "http":
     url = fal_client.upload_file(IMAGE)
     report["upload_url"] = url
     report["run_uploaded"] = fal_client.run("fal-ai/birefnet/v2", arguments={"image_url": url, "sync_mode": True})
+
+VIDEO = os.environ.get("FAL_TEST_VIDEO")
+if VIDEO:
+    video_args = {"video_url": fal_client.encode_file(VIDEO), "video_output_type": "VP9 (.webm)", "output_mask": True}
+    video_logs: list[str] = []
+
+    def on_video_update(update: object) -> None:
+        video_logs.extend(log["message"] for log in getattr(update, "logs", None) or [])
+
+    report["video"] = fal_client.subscribe(
+        "fal-ai/birefnet/v2/video", arguments=video_args, with_logs=True, on_queue_update=on_video_update
+    )
+    report["video_logs"] = video_logs
+    if MODE == "http":
+        uploaded = fal_client.upload_file(VIDEO)
+        report["video_upload_url"] = uploaded
+        report["video_uploaded"] = fal_client.run("fal-ai/birefnet/v2/video", arguments={"video_url": uploaded})
 
 print("REPORT " + json.dumps(report))

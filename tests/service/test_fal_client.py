@@ -21,6 +21,7 @@ import pytest
 
 from bgone.settings import DEFAULT_MODEL_MAP
 from conftest import synthetic_photo
+from video_clips import write_clip
 
 pytest.importorskip("fal_client")
 HERE = Path(__file__).parent
@@ -136,6 +137,18 @@ def photo(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "clip.mp4", size=(64, 48), frames=5)
+
+
+def check_video(report: dict, base: str) -> None:
+    video = report["video"]
+    assert video["video"]["content_type"] == "video/webm" and video["video"]["num_frames"] == 5
+    assert video["mask_video"]["url"].startswith(f"{base}/files/outputs/")
+    assert any(m.startswith("Processed 5/5 frames") for m in report["video_logs"]), report["video_logs"]
+
+
 def check_common(report: dict, base: str) -> None:
     for key in ("run", "subscribe", "result", "module_result"):
         image = report[key]["image"]
@@ -152,7 +165,7 @@ def check_common(report: dict, base: str) -> None:
     assert report["cancelled"]["status"] == 499 and report["ahead_done"] == 6
 
 
-def test_stock_fal_client_over_tls(tmp_path: Path, lite_checkpoint: Path, photo: Path) -> None:
+def test_stock_fal_client_over_tls(tmp_path: Path, lite_checkpoint: Path, photo: Path, clip: Path) -> None:
     cert, key = self_signed(tmp_path)
     for base in start_server(tmp_path, lite_checkpoint, (cert, key)):
         host = base.removeprefix("https://")
@@ -161,18 +174,23 @@ def test_stock_fal_client_over_tls(tmp_path: Path, lite_checkpoint: Path, photo:
             "FAL_RUN_HOST": host,
             "FAL_QUEUE_RUN_HOST": f"{host}/queue",
             "SSL_CERT_FILE": str(cert),
+            "FAL_TEST_VIDEO": str(clip),
         }
         report = run_client("tls", photo, env)
         check_common(report, base)
+        check_video(report, base)
         # The output files are really served, over the same TLS endpoint.
         response = httpx.get(report["run"]["image"]["url"], verify=ssl.create_default_context(cafile=str(cert)))
         assert response.status_code == 200 and response.headers["content-type"] == "image/png"
 
 
-def test_fal_client_over_plain_http_with_uploads(tmp_path: Path, lite_checkpoint: Path, photo: Path) -> None:
+def test_fal_client_over_plain_http_with_uploads(tmp_path: Path, lite_checkpoint: Path, photo: Path, clip: Path) -> None:
     for base in start_server(tmp_path, lite_checkpoint, None):
-        report = run_client("http", photo, {"FAL_KEY": "test-key"}, base)
+        report = run_client("http", photo, {"FAL_KEY": "test-key", "FAL_TEST_VIDEO": str(clip)}, base)
         check_common(report, base)
+        check_video(report, base)
+        assert report["video_upload_url"].startswith(f"{base}/files/uploads/") and report["video_upload_url"].endswith("/clip.mp4")
+        assert report["video_uploaded"]["video"]["content_type"] == "video/mp4"  # the default output type
         assert report["upload_url"].startswith(f"{base}/files/uploads/") and report["upload_url"].endswith("/photo.png")
         assert report["run_uploaded"]["image"]["url"].startswith("data:image/png;base64,")
 

@@ -49,10 +49,8 @@ class Job:
     mask_output: Path | None = None
 
     @property
-    def is_video_name(self) -> bool:
-        return self.output is not None and self.output.suffix.lower().lstrip(".") in VIDEO_FORMATS and is_video_name(
-            self.item.source
-        )
+    def is_video(self) -> bool:
+        return self.output is not None and is_video_name(self.item.source)
 
 
 @dataclass

@@ -172,3 +172,29 @@ def test_a_redis_restart_under_load_loses_no_accepted_request(cluster: Cluster) 
         assert "error" not in done, done
         result = httpx.get(f"{api}/queue/fal-ai/birefnet/requests/{request_id}", timeout=30)
         assert result.status_code == 200, result.text
+
+
+def test_a_video_through_an_api_node_a_redis_worker_and_s3(cluster: Cluster, tmp_path: Path) -> None:
+    """An API-only node queues it (and never loads PyTorch or FFmpeg for it); a worker on Redis runs it
+    with progress in the logs; the outputs live in S3 and come back through the other API node."""
+    from video_clips import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", size=(64, 48), frames=6, audio="aac")
+    a, b = cluster.start_api("api-a"), cluster.start_api("api-b")
+    cluster.start_worker("worker-1")
+    payload = {
+        "video_url": "data:video/mp4;base64," + base64.b64encode(clip.read_bytes()).decode(),
+        "video_output_type": "VP9 (.webm)",
+        "output_mask": True,
+    }
+    response = httpx.post(f"{a}/queue/fal-ai/birefnet/v2/video", json=payload, timeout=30)
+    assert response.status_code == 200, response.text
+    request_id = response.json()["request_id"]
+    wait_done(b, request_id)
+    status = httpx.get(f"{b}/queue/fal-ai/birefnet/requests/{request_id}/status", params={"logs": 1}, timeout=30)
+    assert any(entry["message"].startswith("Processed 6/6 frames") for entry in status.json()["logs"])
+    result = httpx.get(f"{b}/queue/fal-ai/birefnet/requests/{request_id}", timeout=30).json()
+    for key in ("video", "mask_video"):
+        video = httpx.get(result[key]["url"], timeout=30)
+        assert video.status_code == 200 and video.headers["content-type"] == "video/webm"
+        assert video.content[:4] == b"\x1a\x45\xdf\xa3"  # an EBML (WebM) file

@@ -66,5 +66,9 @@ async def limits(request: Request) -> dict[str, Any]:
     return {
         "max_image_bytes": settings.max_image_bytes,
         "max_image_pixels": settings.max_image_pixels,
+        "max_video_bytes": settings.max_video_bytes,
+        "max_video_seconds": settings.max_video_seconds,
+        "max_video_frames": settings.max_video_frames,
+        "max_video_pixels": settings.max_video_pixels,
         "auth_required": not settings.open_access,
     }
