@@ -1,7 +1,9 @@
-"""The playground (src/bgone/service/web) in a real Chromium against a real bgone server on seeded weights."""
+"""The playground (src/bgone/service/web) in a real Chromium against a real bgone server on seeded weights:
+images, and videos (tiny PyAV clips) through the Image / Video switch."""
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import re
@@ -26,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/service/se
 from service_helpers import settings_for  # noqa: E402
 
 from bgone.service.app import create_app  # noqa: E402
-from bgone.service.protocols.fal_schemas import BirefnetV2Input, field_order  # noqa: E402
+from bgone.service.protocols.fal_schemas import BirefnetV2Input, BirefnetV2VideoInput, field_order  # noqa: E402
 from conftest import synthetic_photo  # noqa: E402  (tests/conftest.py)
+from video_clips import truncated_copy, write_clip  # noqa: E402  (tests/video_clips.py)
 
 expect = sync_api.expect
 ROOT = Path(__file__).resolve().parents[3]
@@ -48,6 +51,10 @@ def png_file(width: int = 160, height: int = 120, seed: int = 0, name: str = "ph
     buf = io.BytesIO()
     synthetic_photo(width, height, seed).save(buf, "PNG")
     return {"name": name, "mimeType": "image/png", "buffer": buf.getvalue()}
+
+
+def video_file(path: Path, mime: str = "video/mp4") -> dict:
+    return {"name": path.name, "mimeType": mime, "buffer": path.read_bytes()}
 
 
 def free_port() -> int:
@@ -93,6 +100,22 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, lite_checkpoint: Path)
 @pytest.fixture(scope="module")
 def open_server(make_server: Callable[..., str]) -> str:
     return make_server()
+
+
+@pytest.fixture(scope="module")
+def video_server(make_server: Callable[..., str]) -> str:
+    return make_server(batch_size=1)  # one pass per frame: progress to watch
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("clips")
+    dance = write_clip(folder / "dance.mp4", size=(64, 48), frames=20)
+    return {
+        "dance": dance,  # about 3 s at one frame per pass: several progress lines
+        "short": write_clip(folder / "short.mp4", size=(64, 48), frames=6),
+        "broken": truncated_copy(dance, folder / "broken.mp4", 0.3),
+    }
 
 
 class Console:
@@ -431,6 +454,236 @@ def test_phone_layout_and_keyboard_only_flow(browser, console: Console, open_ser
     unexpected = console.unexpected()
     ALL_PROBLEMS.extend(unexpected)
     assert not unexpected, unexpected
+
+
+# -- videos -------------------------------------------------------------------------------------
+FOCUSED = "document.activeElement && (document.activeElement.dataset.testid || document.activeElement.id)"
+
+
+def field_names(page: object) -> list[str]:
+    return page.eval_on_selector_all("#fields [data-field]", "nodes => nodes.map(n => n.dataset.field)")
+
+
+def test_video_mode_switch_and_form(page, open_server: str, clips: dict[str, Path]) -> None:
+    goto(page, open_server)
+    switch = page.get_by_test_id("mode-switch")
+    expect(switch).to_have_attribute("role", "radiogroup")
+    expect(page.get_by_test_id("mode-image")).to_have_attribute("aria-checked", "true")
+    expect(page.get_by_test_id("mode-video")).to_have_attribute("tabindex", "-1")
+    expect(page.get_by_test_id("endpoint")).to_have_text("fal-ai/birefnet/v2")
+    page.get_by_test_id("field-model").select_option("General Use (Heavy)")
+
+    # Keyboard: the checked radio is the tab stop; arrow keys move and choose.
+    page.get_by_test_id("mode-image").focus()
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate(FOCUSED) == "mode-video"
+    expect(page.get_by_test_id("mode-video")).to_have_attribute("aria-checked", "true")
+    expect(page.get_by_test_id("mode-video")).to_have_attribute("tabindex", "0")
+    expect(page.get_by_test_id("mode-image")).to_have_attribute("aria-checked", "false")
+    expect(page.get_by_test_id("endpoint")).to_have_text("fal-ai/birefnet/v2/video")
+    expect(page.locator("#image-label")).to_contain_text("Video")
+    expect(page.get_by_test_id("dropzone")).to_contain_text("Drop a video")
+    # The video schema's fields in fal's order, with its defaults; the shared model setting came along.
+    assert field_names(page) == [name for name in field_order(BirefnetV2VideoInput) if name != "video_url"]
+    expect(page.get_by_test_id("field-video_output_type")).to_have_value("X264 (.mp4)")
+    expect(page.get_by_test_id("field-video_quality")).to_have_value("high")
+    expect(page.get_by_test_id("field-video_write_mode")).to_have_value("balanced")
+    expect(page.get_by_test_id("field-background_color")).to_have_value("#000000")
+    expect(page.get_by_test_id("field-refine_foreground")).to_be_checked()
+    expect(page.get_by_test_id("field-output_mask")).not_to_be_checked()
+    expect(page.get_by_test_id("field-model")).to_have_value("General Use (Heavy)")
+    options = page.eval_on_selector_all("#f-video_output_type option", "nodes => nodes.map(n => n.value)")
+    assert options == ["X264 (.mp4)", "VP9 (.webm)", "PRORES4444 (.mov)", "GIF (.gif)"]
+    snippet = page.get_by_test_id("snippet")
+    expect(snippet).to_contain_text(f'curl -X POST "{open_server}/fal-ai/birefnet/v2/video"')
+    expect(snippet).to_contain_text('"video_url": "https://example.com/clip.mp4"')
+    page.get_by_test_id("field-video_quality").select_option("low")
+
+    # Back to Image: its form again; the video-only value is kept for the next visit.
+    page.keyboard.press("ArrowLeft")
+    expect(page.get_by_test_id("mode-image")).to_have_attribute("aria-checked", "true")
+    assert field_names(page) == [name for name in field_order(BirefnetV2Input) if name != "image_url"]
+    expect(snippet).to_contain_text(f'curl -X POST "{open_server}/fal-ai/birefnet/v2"\n')
+    page.get_by_test_id("mode-video").click()
+    expect(page.get_by_test_id("field-video_quality")).to_have_value("low")
+    page.get_by_test_id("mode-image").click()
+
+    # A video file switches to Video, an image back to Image, a video URL to Video.
+    page.get_by_test_id("file-input").set_input_files(video_file(clips["short"]))
+    expect(page.get_by_test_id("mode-video")).to_have_attribute("aria-checked", "true")
+    expect(page.get_by_test_id("preview-video")).to_be_visible()
+    expect(page.get_by_test_id("preview-name")).to_have_text("short.mp4")
+    expect(page.locator("#preview-info")).to_contain_text("64 × 48")
+    expect(snippet).to_contain_text("upload short.mp4 first")
+    page.get_by_test_id("file-input").set_input_files(png_file())
+    expect(page.get_by_test_id("mode-image")).to_have_attribute("aria-checked", "true")
+    expect(page.get_by_test_id("preview")).to_be_visible()
+    expect(page.get_by_test_id("preview-video")).to_be_hidden()
+    data_uri = "data:video/mp4;base64," + base64.b64encode(clips["short"].read_bytes()).decode()
+    page.get_by_test_id("image-url").fill(data_uri)
+    page.get_by_test_id("image-url").press("Tab")
+    expect(page.get_by_test_id("mode-video")).to_have_attribute("aria-checked", "true")
+    expect(page.get_by_test_id("preview-name")).to_have_text("Video from a data URI")
+    # Switching by hand drops an input of the other kind.
+    page.get_by_test_id("mode-image").click()
+    expect(page.get_by_test_id("image-url")).to_have_value("")
+    expect(page.get_by_test_id("preview-video")).to_be_hidden()
+
+
+WATCH_PROGRESS = """() => {
+  window.seenFrames = [];
+  window.seenStatus = [];
+  const bar = document.getElementById("frame-progress");
+  new MutationObserver(() => window.seenFrames.push(bar.getAttribute("aria-valuetext"))).observe(bar, { attributes: true });
+  const text = document.getElementById("status-text");
+  new MutationObserver(() => window.seenStatus.push(text.textContent)).observe(text, { childList: true, characterData: true, subtree: true });
+}"""
+# A WebM with alpha decodes: drawn over a transparent canvas, some pixels stay see-through.
+HAS_ALPHA = """(id) => {
+  const v = document.getElementById(id);
+  if (v.readyState < 2 || !v.videoWidth) return false;
+  const canvas = document.createElement("canvas");
+  canvas.width = v.videoWidth;
+  canvas.height = v.videoHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(v, 0, 0);
+  const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  for (let i = 3; i < px.length; i += 4) if (px[i] < 255) return true;
+  return false;
+}"""
+PLAYING = "(id) => { const v = document.getElementById(id); return v.readyState >= 2 && v.videoWidth === 64 && !v.paused && v.currentTime > 0; }"
+
+
+def test_video_run_progress_result_and_downloads(page, video_server: str, clips: dict[str, Path]) -> None:
+    goto(page, video_server)
+    page.get_by_test_id("file-input").set_input_files(video_file(clips["dance"]))
+    expect(page.get_by_test_id("mode-video")).to_have_attribute("aria-checked", "true")
+    page.get_by_test_id("field-video_output_type").select_option("VP9 (.webm)")
+    page.get_by_test_id("field-output_mask").check()
+    page.evaluate(WATCH_PROGRESS)
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("frame-progress")).to_be_visible(timeout=RUN_TIMEOUT)
+    expect(page.get_by_test_id("status-pill")).to_have_text("Completed", timeout=RUN_TIMEOUT)
+
+    # Progress in frames from the "Processed N/M frames" lines: some on the way, then all 20.
+    frames = [t for t in page.evaluate("window.seenFrames") if t]
+    done = [int(t.split()[0]) for t in frames]
+    assert frames[-1] == "20 of 20 frames" and any(0 < n < 20 for n in done), frames
+    assert done == sorted(done), frames
+    statuses = page.evaluate("window.seenStatus")
+    assert any(re.fullmatch(r"\d+/20 frames · [\d.]+ fps( · about \d+ s left)?", t) for t in statuses), statuses
+    expect(page.get_by_test_id("status-text")).to_have_text(re.compile(r"^20 frames in \d"))
+    expect(page.get_by_test_id("frame-progress")).to_be_hidden()
+
+    # The result plays over the checkerboard, its alpha intact; the image is not used.
+    expect(page.get_by_test_id("result-video")).to_be_visible()
+    expect(page.get_by_test_id("result-image")).to_be_hidden()
+    video = page.get_by_test_id("result-video")
+    for attr in ("controls", "loop", "muted", "autoplay"):
+        assert video.get_attribute(attr) is not None, attr
+    page.wait_for_function(PLAYING, arg="result-video", timeout=10_000)
+    page.wait_for_function(HAS_ALPHA, arg="result-video", timeout=10_000)
+    assert page.evaluate("getComputedStyle(document.getElementById('result-video')).backgroundImage").startswith(
+        "repeating-conic-gradient"
+    )
+    facts = page.get_by_test_id("facts")
+    for fact in ("64 × 48", "Frames20", "25 fps", "0.80 s", "video/webm"):
+        expect(facts).to_contain_text(fact)
+    # The mask video, in step with the result.
+    page.get_by_test_id("tab-mask").click()
+    expect(page.get_by_test_id("mask-video")).to_be_visible()
+    page.wait_for_function(PLAYING, arg="mask-video", timeout=10_000)
+    page.get_by_test_id("tab-compare").click()
+    expect(page.get_by_test_id("before-video")).to_be_visible()
+    page.get_by_test_id("tab-result").click()
+
+    # Downloads: the video and the mask, under their own names.
+    link = page.get_by_test_id("download-image")
+    expect(link).to_have_text("Video")
+    expect(link).to_have_attribute("download", "dance-output.webm")
+    expect(page.get_by_test_id("download-mask")).to_have_attribute("download", "dance-mask.webm")
+    for testid, name in (("download-image", "dance-output.webm"), ("download-mask", "dance-mask.webm")):
+        with page.expect_download() as info:
+            page.get_by_test_id(testid).click()
+        assert info.value.suggested_filename == name
+        assert Path(info.value.path()).read_bytes()[:4] == b"\x1a\x45\xdf\xa3"  # EBML: a WebM
+    snippet = page.get_by_test_id("snippet")
+    expect(snippet).to_contain_text(f'curl -X POST "{video_server}/fal-ai/birefnet/v2/video"')
+    expect(snippet).to_contain_text('"video_output_type": "VP9 (.webm)"')
+    page.get_by_test_id("copy-python").click()
+    expect(snippet).to_contain_text('print(result["video"]["url"])')
+
+    # The history has it, and reopens it as a video with its settings.
+    request_id = page.get_by_test_id("viewer").get_attribute("data-request-id")
+    src = video.get_attribute("src")
+    item = page.locator(f"[data-testid=history-item][data-request-id='{request_id}']")
+    expect(item).to_contain_text("Video")
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    expect(page.get_by_test_id("mode-image")).to_have_attribute("aria-checked", "true")
+    item.click()
+    expect(page.get_by_test_id("mode-video")).to_have_attribute("aria-checked", "true")
+    expect(page.get_by_test_id("status-pill")).to_have_text("Completed")
+    expect(video).to_have_attribute("src", src)
+    page.wait_for_function(PLAYING, arg="result-video", timeout=10_000)
+    expect(page.get_by_test_id("field-video_output_type")).to_have_value("VP9 (.webm)")
+    expect(page.get_by_test_id("field-output_mask")).to_be_checked()
+    expect(page.get_by_test_id("download-mask")).to_have_attribute("download", "dance-mask.webm")
+    expect(item).to_have_attribute("aria-current", "true")
+
+
+def test_video_gif_shows_as_an_image_and_prores_as_a_download(page, video_server: str, clips: dict[str, Path]) -> None:
+    goto(page, video_server)
+    page.get_by_test_id("file-input").set_input_files(video_file(clips["short"]))
+    page.get_by_test_id("field-video_output_type").select_option("GIF (.gif)")
+    run_and_wait(page)
+    expect(page.get_by_test_id("result-image")).to_be_visible()
+    expect(page.get_by_test_id("result-image")).to_have_attribute("src", re.compile(r"short-output\.gif$"))
+    expect(page.get_by_test_id("result-video")).to_be_hidden()
+    expect(page.get_by_test_id("download-image")).to_have_attribute("download", "short-output.gif")
+    expect(page.get_by_test_id("tab-mask")).to_be_disabled()  # no output_mask
+    expect(page.get_by_test_id("download-mask")).to_have_attribute("aria-disabled", "true")
+
+    page.get_by_test_id("field-video_output_type").select_option("PRORES4444 (.mov)")
+    run_and_wait(page)
+    note = page.get_by_test_id("video-note")
+    expect(note).to_be_visible()
+    expect(note).to_have_text("ProRes MOV does not play in browsers: download it below.")
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect(page.get_by_test_id("result-video")).to_be_hidden()
+    expect(page.get_by_test_id("download-image")).to_have_attribute("download", "short-output.mov")
+    with page.expect_download() as info:
+        page.get_by_test_id("download-image").click()
+    assert info.value.suggested_filename == "short-output.mov"
+    expect(page.get_by_test_id("facts")).to_contain_text("video/quicktime")
+
+
+def test_broken_video_is_explained(page, console: Console, video_server: str, clips: dict[str, Path]) -> None:
+    console.allow(422)
+    goto(page, video_server)
+    page.get_by_test_id("file-input").set_input_files(video_file(clips["broken"]))
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("status-pill")).to_have_text("Failed", timeout=RUN_TIMEOUT)
+    expect(page.get_by_test_id("error-title")).to_have_text("Invalid input")
+    expect(page.get_by_test_id("error-body")).to_contain_text("Video")
+    expect(page.get_by_test_id("image-error")).to_be_visible()
+    expect(page.get_by_test_id("dropzone")).to_have_attribute("aria-invalid", "")
+    expect(page.get_by_test_id("frame-progress")).to_be_hidden()
+
+
+def test_cancel_a_queued_video(page, make_server: Callable[..., str], clips: dict[str, Path]) -> None:
+    url = make_server(start_worker=False)  # nothing runs: the request stays in the queue
+    goto(page, url)
+    page.get_by_test_id("file-input").set_input_files(video_file(clips["short"]))
+    page.get_by_test_id("run").click()
+    expect(page.get_by_test_id("status-pill")).to_have_text("In queue", timeout=10_000)
+    page.get_by_test_id("cancel").click()
+    expect(page.get_by_test_id("status-pill")).to_have_text("Cancelled", timeout=10_000)
+    expect(page.get_by_test_id("error-title")).to_have_text("Cancelled")
+    expect(page.get_by_test_id("cancel")).to_be_hidden()
+    item = page.get_by_test_id("history-item").first
+    expect(item).to_contain_text("Cancelled")
+    expect(item).to_contain_text("Video")
 
 
 def test_no_console_errors(page, console: Console, open_server: str) -> None:

@@ -1,7 +1,8 @@
 /* The API client: fetch wrapper, ApiError, the API key in localStorage and its Authorization header.
-   Knows the endpoint's name, not what the playground shows; errors are explained in errors.js. */
+   Knows the endpoints' names, not what the playground shows; errors are explained in errors.js. */
 
-export const ENDPOINT = "fal-ai/birefnet/v2";
+/** The fal endpoints the playground runs, by input kind (the Image / Video switch is mode.js's). */
+export const ENDPOINTS = { image: "fal-ai/birefnet/v2", video: "fal-ai/birefnet/v2/video" };
 const KEY_STORAGE = "bgone.apiKey";
 
 export class ApiError extends Error {

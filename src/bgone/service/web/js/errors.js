@@ -1,5 +1,5 @@
 /* Error explanations: any failure (ApiError or not) into a title and lines, shown in the alert box;
-   validation messages marked on their fields and on the image input; a 401/403 also shows the key box.
+   validation messages marked on their fields and on the image / video input; a 401/403 also shows the key box.
    Does not retry or run anything. */
 import { ApiError, apiKey } from "./api.js";
 import { S } from "./state.js";
@@ -8,7 +8,7 @@ import { showKeyBox } from "./keybox.js";
 
 function fieldLabel(name) {
   const prop = S.props[name];
-  if (name === S.imageKey) return "Image";
+  if (name === S.sourceKey) return humanize(S.sourceKind);
   return (prop && prop.title) || humanize(String(name));
 }
 
@@ -48,7 +48,7 @@ export function explain(err, context = "") {
         unauthorized: true,
       };
     case 413:
-      return { title: "Image too large", lines: [typeof detail === "string" ? detail : "The server refused the upload."] };
+      return { title: `${humanize(S.sourceKind)} too large`, lines: [typeof detail === "string" ? detail : "The server refused the upload."] };
     case 422: {
       const items = Array.isArray(detail) ? detail : [{ loc: ["body"], msg: typeof detail === "string" ? detail : JSON.stringify(detail) }];
       const fields = [];
@@ -56,7 +56,7 @@ export function explain(err, context = "") {
         const loc = (item.loc || []).filter((p) => p !== "body");
         const msg = cleanMsg(item.msg);
         let names = loc.length ? [String(loc[0])] : fieldsNamedIn(msg);
-        names = names.filter((n) => n in S.props || n === S.imageKey);
+        names = names.filter((n) => n in S.props || n === S.sourceKey);
         for (const n of names) fields.push({ name: n, msg });
         const label = loc.length ? loc.map((p) => (typeof p === "number" ? `[${p}]` : fieldLabel(p))).join(" › ") : names.map(fieldLabel).join(", ") || "Input";
         return { label, msg };
@@ -112,7 +112,7 @@ export function clearError() {
   for (const node of document.querySelectorAll(".field.invalid")) unmarkField(node.dataset.field);
 }
 function markField(name, msg) {
-  if (name === S.imageKey) return imageError(msg);
+  if (name === S.sourceKey) return imageError(msg);
   const wrap = document.querySelector(`.field[data-field="${CSS.escape(name)}"]`);
   if (!wrap) return;
   wrap.classList.add("invalid");

@@ -1,11 +1,10 @@
-/* The settings form, generated from /openapi.json (x-fal-order-properties order, schema defaults):
-   builds the fields, reads and writes their values, resets them. Knows nothing of the image or requests. */
-import { ENDPOINT } from "./api.js";
+/* The settings form, generated from an endpoint's input schema in /openapi.json (x-fal-order-properties
+   order, schema defaults): builds the fields, reads and writes their values, resets them. The field whose
+   schema has a "ui.field" (image_url, video_url) is the input widget's, above the form. Knows nothing of
+   files or requests. */
 import { S } from "./state.js";
 import { $, el, humanize } from "./util.js";
 import { unmarkField } from "./errors.js";
-
-const SCHEMA_NAME = "BirefnetV2Input";
 
 function resolveProp(schema, prop) {
   let out = { ...prop };
@@ -26,36 +25,35 @@ function resolveProp(schema, prop) {
   return out;
 }
 
-function findInputSchema(schema) {
+function findInputSchema(schema, endpoint) {
   const comps = (schema.components && schema.components.schemas) || {};
-  const path = schema.paths && schema.paths[`/queue/${ENDPOINT}`];
+  const path = schema.paths && schema.paths[`/queue/${endpoint}`];
   const ref = path && path.post && path.post.requestBody && path.post.requestBody.content["application/json"].schema.$ref;
-  if (ref) {
-    const name = ref.split("/").pop();
-    if (comps[name]) return comps[name];
-  }
-  return comps[SCHEMA_NAME];
+  return ref ? comps[ref.split("/").pop()] : undefined;
 }
 
-export function buildForm(schema) {
-  const input = findInputSchema(schema);
-  if (!input) throw new Error("the input schema was not found in /openapi.json");
+/** The form of `endpoint`'s input schema (replacing the one shown). */
+export function buildForm(schema, endpoint) {
+  const input = findInputSchema(schema, endpoint);
+  if (!input) throw new Error(`the input schema of ${endpoint} was not found in /openapi.json`);
   const keys = Object.keys(input.properties || {});
   const order = (input["x-fal-order-properties"] || []).filter((k) => keys.includes(k));
   for (const k of keys) if (!order.includes(k)) order.push(k);
   S.order = order;
   S.required = input.required || [];
+  S.props = {};
   for (const k of order) S.props[k] = resolveProp(schema, input.properties[k]);
-  S.imageKey = order.find((k) => S.props[k].ui && S.props[k].ui.field === "image") || "image_url";
+  S.sourceKey = order.find((k) => S.props[k].ui && S.props[k].ui.field) || "image_url";
+  S.sourceKind = (S.props[S.sourceKey] && S.props[S.sourceKey].ui && S.props[S.sourceKey].ui.field) || "image";
 
-  const imageProp = S.props[S.imageKey];
-  if (imageProp && imageProp.description) $("image-help").textContent = imageProp.description + ".";
+  const sourceProp = S.props[S.sourceKey];
+  $("image-help").textContent = sourceProp && sourceProp.description ? sourceProp.description + "." : "";
 
   const box = $("fields");
   box.replaceChildren();
-  // The image (the one required input) has its own widget above; the rest follow in schema order.
+  // The image or video (the one required input) has its own widget above; the rest follow in schema order.
   for (const key of order) {
-    if (key === S.imageKey) continue;
+    if (key === S.sourceKey) continue;
     box.append(buildField(key, S.props[key]));
   }
 }
@@ -126,7 +124,7 @@ function fieldControl(key) {
 export function formValues() {
   const values = {};
   for (const key of S.order) {
-    if (key === S.imageKey) continue;
+    if (key === S.sourceKey) continue;
     const prop = S.props[key];
     const control = fieldControl(key);
     if (!control) continue;
@@ -143,7 +141,7 @@ export function formValues() {
 
 export function setFormValues(input) {
   for (const key of S.order) {
-    if (key === S.imageKey || !(key in input)) continue;
+    if (key === S.sourceKey || !(key in input)) continue;
     const control = fieldControl(key);
     if (!control) continue;
     if (control.type === "checkbox") control.checked = !!input[key];
@@ -154,7 +152,7 @@ export function setFormValues(input) {
 /** Back to the schema's defaults (the caller refreshes what shows the values, e.g. the snippet). */
 export function resetForm() {
   for (const key of S.order) {
-    if (key === S.imageKey) continue;
+    if (key === S.sourceKey) continue;
     const control = fieldControl(key);
     const prop = S.props[key];
     if (!control) continue;

@@ -1,14 +1,17 @@
-/* Recent requests: the list from /api/history, and reopening one (its input, result or error; a request
-   still running is followed live through run.js). */
-import { ApiError, api, apiKey } from "./api.js";
+/* Recent requests, images and videos: the list from /api/history, and reopening one in its mode (its
+   input, result or error; a request still running is followed live through run.js). */
+import { ApiError, ENDPOINTS, api, apiKey } from "./api.js";
 import { S } from "./state.js";
 import { $, el, toast, fmtSeconds, toEpoch, ago } from "./util.js";
 import { explain, showError, clearError, imageError } from "./errors.js";
 import { setFormValues } from "./form.js";
+import { setMode } from "./mode.js";
 import { setPreview, forgetFile, nameFromUrl } from "./image.js";
 import { setStatus, startTimer, clearLogs } from "./status.js";
 import { detachJob, onStatus, watch } from "./run.js";
 import { showInputOnly, showResult } from "./result.js";
+
+const modeOf = (item) => (item.endpoint === ENDPOINTS.video ? "video" : "image");
 
 function historyState(item) {
   if (item.status === "IN_QUEUE") return ["queued", "Queued"];
@@ -33,20 +36,36 @@ export async function refreshHistory() {
     note.textContent = `${info.title}: ${info.lines.map((l) => (typeof l === "string" ? l : `${l.label}: ${l.msg}`)).join(" ")}`;
   }
 }
+/** A result's picture: the image, or the video's first frame (a GIF as an image; a MOV as its name). */
+function thumbnail(file, video) {
+  const type = String(file.content_type || "");
+  const expired = (node) => () => node.replaceWith(el("span", { text: "expired" }));
+  if (!video || type.startsWith("image/")) {
+    const img = el("img", { src: file.url, alt: "", loading: "lazy", decoding: "async" });
+    img.addEventListener("error", expired(img));
+    return img;
+  }
+  const vid = el("video", { muted: true, playsinline: true, preload: "metadata", "aria-hidden": "true", tabindex: "-1" });
+  if (type && vid.canPlayType(type) === "") return el("span", { text: (type.split("/")[1] || "video").replace("quicktime", "MOV") });
+  vid.muted = true;
+  vid.addEventListener("error", expired(vid));
+  vid.src = file.url;
+  return vid;
+}
+
 function renderHistory(items) {
   const current = S.result && S.result.meta.requestId;
   $("history").replaceChildren(
     ...items.map((item) => {
       const [state, label] = historyState(item);
-      const thumbUrl = item.result && item.result.image && item.result.image.url;
+      const video = modeOf(item) === "video";
+      const file = item.result && item.result[video ? "video" : "image"];
       const thumb = el("div", { class: "thumb" });
-      if (thumbUrl) {
-        const img = el("img", { src: thumbUrl, alt: "", loading: "lazy", decoding: "async" });
-        img.addEventListener("error", () => img.replaceWith(el("span", { text: "expired" })));
-        thumb.append(img);
-      } else thumb.append(el("span", { text: label }));
+      if (file && file.url) thumb.append(thumbnail(file, video));
+      else thumb.append(el("span", { text: label }));
       const created = toEpoch(item.created_at);
-      const model = item.input && item.input.model ? String(item.input.model).replace("General Use ", "") : item.endpoint;
+      const modelName = item.input && item.input.model ? String(item.input.model).replace("General Use ", "") : item.endpoint;
+      const model = video ? `Video · ${modelName}` : modelName;
       const btn = el(
         "button",
         {
@@ -71,10 +90,12 @@ async function openHistory(item) {
   detachJob();
   clearError();
   clearLogs();
+  forgetFile();
+  $("image-url").value = "";
+  if (!setMode(modeOf(item))) return;
   const input = item.input || {};
   setFormValues(input);
-  const url = input[S.imageKey] || "";
-  forgetFile();
+  const url = input[S.sourceKey] || "";
   $("image-url").value = url;
   imageError("");
   if (url) setPreview(url, nameFromUrl(url), `from request ${item.request_id.slice(0, 8)}…`);
@@ -99,7 +120,7 @@ async function openHistory(item) {
   if (state === "done") {
     setStatus("done", "Completed", `from history · ${created ? ago(created) : ""}`);
     const inference = item.metrics && item.metrics.inference_time;
-    showResult(item.result, input, { beforeUrl: url, requestId: item.request_id, total, inference });
+    showResult(item.result, input, { beforeUrl: url, requestId: item.request_id, total, inference, endpoint: item.endpoint });
     for (const b of document.querySelectorAll("#history button")) {
       if (b.dataset.requestId === item.request_id) b.setAttribute("aria-current", "true");
       else b.removeAttribute("aria-current");

@@ -1,20 +1,41 @@
-/* The image input: pick, drop, paste or type a URL; checks against the server's limits; the preview;
-   the upload to the server's storage (or a data: URI) when a run needs an image_url.
-   Does not submit anything: run.js calls resolveImageUrl. */
+/* The input widget: an image or a video, picked, dropped, pasted or given by URL; checks against the
+   server's limits; the preview; the upload to the server's storage (or a data: URI) when a run needs the
+   image_url / video_url. A file or URL of the other kind switches the mode (mode.js).
+   Does not submit anything: run.js calls resolveSourceUrl. */
 import { api, ApiError } from "./api.js";
 import { S } from "./state.js";
-import { $, fmtBytes } from "./util.js";
+import { $, fmtBytes, fmtSeconds, humanize } from "./util.js";
 import { imageError } from "./errors.js";
+import { setMode } from "./mode.js";
 import { setStatus, addLocalLog } from "./status.js";
-import { setBefore, showInputOnly } from "./result.js";
+import { setBefore, showInputOnly, setMedia } from "./result.js";
 import { updateSnippet } from "./snippets.js";
 
-export function setPreview(src, name, info) {
+const VIDEO_NAME = /\.(mp4|m4v|webm|mov|mkv|avi|mpe?g|ogv|3gp|mts|m2ts|wmv|flv)$/i;
+const IMAGE_NAME = /\.(png|jpe?g|jfif|webp|gif|bmp|tiff?|avif|heic|heif|ico)$/i;
+const kindOfName = (name) => (VIDEO_NAME.test(name) ? "video" : IMAGE_NAME.test(name) ? "image" : null);
+/** "image", "video" or null: what a file is, by its type, else its name. */
+export function kindOfFile(file) {
+  const type = file.type || "";
+  if (type.startsWith("image/")) return "image";
+  if (type.startsWith("video/")) return "video";
+  return kindOfName(file.name || "");
+}
+/** The same for a URL: a data: URI by its type, others by the path's extension; null when it does not say. */
+export function kindOfUrl(url) {
+  const data = /^data:(image|video)\//i.exec(url);
+  if (data) return data[1].toLowerCase();
+  try {
+    return kindOfName(new URL(url).pathname);
+  } catch {
+    return null;
+  }
+}
+
+export function setPreview(src, name, info, kind = S.sourceKind) {
   $("dz-empty").hidden = !!src;
   $("dz-preview").hidden = !src;
-  const img = $("preview-img");
-  if (src) img.src = src;
-  else img.removeAttribute("src");
+  setMedia($("preview-img"), $("preview-video"), src, kind);
   $("preview-name").textContent = name || "";
   $("preview-info").textContent = info || "";
 }
@@ -27,9 +48,9 @@ export function forgetFile() {
   $("file-input").value = "";
 }
 
-/** What to call an image given by URL: its file name, or a data: URI as such. */
-export function nameFromUrl(url) {
-  return url.startsWith("data:") ? "Image from a data URI" : decodeURIComponent(url.split(/[?#]/)[0].split("/").pop() || url);
+/** What to call an input given by URL: its file name, or a data: URI as such. */
+export function nameFromUrl(url, kind = S.sourceKind) {
+  return url.startsWith("data:") ? `${humanize(kind)} from a data URI` : decodeURIComponent(url.split(/[?#]/)[0].split("/").pop() || url);
 }
 
 function clearImage() {
@@ -41,22 +62,37 @@ function clearImage() {
   updateSnippet();
 }
 
+/** After a switch of mode: drop an input of the other kind, and a result of the other kind. */
+export function inputSwitched(mode) {
+  const typed = $("image-url").value.trim();
+  const kind = S.file ? kindOfFile(S.file) : typed ? kindOfUrl(typed) : null;
+  if (kind && kind !== mode) clearImage();
+  else if (!kind && typed && !S.file) return setUrl(typed); // a URL that does not say: preview it as this mode's
+  if (S.result && S.result.meta.kind !== mode) showInputOnly(S.fileUrl || null);
+}
+
 function setFile(file) {
   imageError("");
   if (!file) return;
   const type = file.type || "";
-  if (!type.startsWith("image/")) {
-    imageError(`“${file.name}” is not an image${type ? ` (${type})` : ""}. Choose a PNG, JPEG, WebP, GIF or another image file.`);
+  const kind = kindOfFile(file);
+  if (!kind) {
+    imageError(
+      `“${file.name}” is not an image or a video${type ? ` (${type})` : ""}. Choose a PNG, JPEG, WebP or GIF image, or an MP4, WebM or MOV video.`,
+    );
     return;
   }
-  if (S.limits && file.size > S.limits.max_image_bytes) {
-    imageError(`“${file.name}” is ${fmtBytes(file.size)}, over this server's limit of ${fmtBytes(S.limits.max_image_bytes)}.`);
+  if (!setMode(kind)) return;
+  const maxBytes = S.limits && (kind === "video" ? S.limits.max_video_bytes : S.limits.max_image_bytes);
+  if (maxBytes && file.size > maxBytes) {
+    imageError(`“${file.name}” is ${fmtBytes(file.size)}, over this server's limit of ${fmtBytes(maxBytes)}.`);
     return;
   }
   if (S.fileUrl) URL.revokeObjectURL(S.fileUrl);
   S.file = file;
   S.fileUrl = URL.createObjectURL(file);
   $("image-url").value = "";
+  if (kind === "video") return setVideoFile(file, type);
   setPreview(S.fileUrl, file.name, `${fmtBytes(file.size)} · ${type.replace("image/", "").toUpperCase()}`);
   const probe = new Image();
   const url = S.fileUrl;
@@ -78,6 +114,32 @@ function setFile(file) {
   updateSnippet();
 }
 
+function setVideoFile(file, type) {
+  const url = S.fileUrl;
+  const format = ((/\.([a-z0-9]+)$/i.exec(file.name) || [])[1] || type.split("/")[1] || "video").toUpperCase();
+  setPreview(url, file.name, `${fmtBytes(file.size)} · ${format}`, "video");
+  const probe = $("preview-video");
+  probe.onloadedmetadata = () => {
+    if (S.fileUrl !== url) return;
+    const { videoWidth: w, videoHeight: h, duration } = probe;
+    const length = Number.isFinite(duration) ? ` · ${fmtSeconds(duration)}` : "";
+    $("preview-info").textContent = `${w} × ${h}${length} · ${fmtBytes(file.size)} · ${format}`;
+    // Checked here only where /api/limits tells the video limits; the server checks them all the same.
+    const l = S.limits || {};
+    if (l.max_video_pixels && w * h > l.max_video_pixels) {
+      imageError(`This video's frames have ${((w * h) / 1e6).toFixed(1)} megapixels; the server accepts at most ${(l.max_video_pixels / 1e6).toFixed(1)}.`);
+    } else if (l.max_video_seconds && duration > l.max_video_seconds) {
+      imageError(`This video lasts ${fmtSeconds(duration)}; the server accepts at most ${fmtSeconds(l.max_video_seconds)}.`);
+    }
+  };
+  probe.onerror = () => {
+    // E.g. a ProRes MOV in Chromium: no preview, but the server may read it.
+    if (S.fileUrl === url) $("preview-info").textContent = `${fmtBytes(file.size)} · ${format} · this browser cannot preview it; the server may still read it`;
+  };
+  showInputOnly(url, "video");
+  updateSnippet();
+}
+
 function setUrl(value) {
   imageError("");
   const url = value.trim();
@@ -91,11 +153,15 @@ function setUrl(value) {
     setPreview(null);
     return;
   }
+  const kind = kindOfUrl(url);
+  if (kind && !setMode(kind)) return;
   setPreview(url, nameFromUrl(url), url.startsWith("data:") ? fmtBytes(url.length) : new URL(url).host);
-  const img = $("preview-img");
-  img.onerror = () => {
+  const noPreview = () => {
     if ($("image-url").value.trim() === url) $("preview-info").textContent = "No preview here; the server will fetch it";
   };
+  $("preview-img").onerror = noPreview;
+  $("preview-video").onerror = noPreview;
+  $("preview-video").onloadedmetadata = null;
   showInputOnly(url);
   updateSnippet();
 }
@@ -175,7 +241,7 @@ export function initImageInput() {
   document.addEventListener("paste", (e) => {
     const data = e.clipboardData;
     if (!data) return;
-    const file = [...data.files].find((f) => f.type.startsWith("image/")) || [...data.files][0];
+    const file = [...data.files].find((f) => kindOfFile(f)) || [...data.files][0];
     if (file) {
       e.preventDefault();
       setFile(file.name ? file : new File([file], "pasted.png", { type: file.type }));
@@ -184,7 +250,7 @@ export function initImageInput() {
     const target = e.target;
     const typing = target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement;
     const text = (data.getData("text") || "").trim();
-    if (!typing && /^(https?:\/\/|data:image\/)/i.test(text)) {
+    if (!typing && /^(https?:\/\/|data:(image|video)\/)/i.test(text)) {
       e.preventDefault();
       $("image-url").value = text;
       setUrl(text);
@@ -192,8 +258,8 @@ export function initImageInput() {
   });
 }
 
-/** The image_url to send: the typed URL, or the picked file uploaded to the server's storage. */
-export async function resolveImageUrl(run) {
+/** The image_url / video_url to send: the typed URL, or the picked file uploaded to the server's storage. */
+export async function resolveSourceUrl(run) {
   const typed = $("image-url").value.trim();
   if (!S.file) return typed;
   const cached = S.uploads.get(S.file);
@@ -214,7 +280,7 @@ export async function resolveImageUrl(run) {
       headers: {
         Authorization: `Bearer ${token.data.token}`,
         "Content-Type": S.file.type || "application/octet-stream",
-        "X-Fal-File-Name": encodeURIComponent(S.file.name || "image"),
+        "X-Fal-File-Name": encodeURIComponent(S.file.name || S.sourceKind),
       },
     });
     S.uploads.set(S.file, up.data.access_url);
@@ -222,7 +288,7 @@ export async function resolveImageUrl(run) {
   } catch (err) {
     if (err.name === "AbortError" || (err instanceof ApiError && [401, 403, 413].includes(err.status))) throw err;
     // Storage unavailable: send the bytes inline instead (works everywhere, just bigger).
-    addLocalLog("Upload failed; sending the image inline as a data: URI", "WARNING");
+    addLocalLog(`Upload failed; sending the ${S.sourceKind} inline as a data: URI`, "WARNING");
     return await new Promise((resolve, reject) => {
       const reader = new FileReader();
       reader.onload = () => resolve(reader.result);

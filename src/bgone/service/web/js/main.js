@@ -2,20 +2,26 @@
    The entry point (native ES modules, loaded by index.html): wires the modules together and starts up. */
 import { api } from "./api.js";
 import { S } from "./state.js";
-import { $, el, fmtBytes } from "./util.js";
+import { $, el } from "./util.js";
 import { explain, showError, unmarkField } from "./errors.js";
 import { initKeyBox } from "./keybox.js";
-import { buildForm, resetForm } from "./form.js";
-import { initImageInput } from "./image.js";
+import { resetForm } from "./form.js";
+import { initModeSwitch, onModeChange, setMode } from "./mode.js";
+import { initImageInput, inputSwitched } from "./image.js";
 import { runRequest, cancelRequest, onSettled } from "./run.js";
 import { initViewer } from "./viewer.js";
 import { updateSnippet, initSnippets } from "./snippets.js";
 import { refreshHistory } from "./history.js";
 
 async function boot() {
+  initModeSwitch();
   initImageInput();
   initViewer();
   initSnippets();
+  onModeChange((mode) => {
+    inputSwitched(mode);
+    updateSnippet();
+  });
   onSettled(refreshHistory);
   $("cancel").addEventListener("click", cancelRequest);
   $("history-refresh").addEventListener("click", refreshHistory);
@@ -53,8 +59,8 @@ async function boot() {
   try {
     const [{ data: limits }, { data: schema }] = await Promise.all([api("/api/limits", { auth: false }), api("/openapi.json", { auth: false })]);
     S.limits = limits;
-    $("dz-limits").textContent = `PNG, JPEG, WebP, GIF… up to ${fmtBytes(limits.max_image_bytes)} and ${Math.round(limits.max_image_pixels / 1e6)} MP`;
-    buildForm(schema);
+    S.schema = schema;
+    setMode("image"); // builds the form (throws if the schema is missing)
     document.body.dataset.ready = "true";
   } catch (err) {
     $("fields").replaceChildren(el("p", { class: "field-error", text: "Could not load the input schema from the server." }));

@@ -1,13 +1,15 @@
-/* Running a request on the queue: submit, follow its status (event stream, else polling), fetch the
-   result or explain the failure, cancel. Does not draw the result (result.js) or the history (history.js):
+/* Running a request on the queue of the current mode's endpoint (image or video): submit, follow its
+   status (event stream, else polling; a video's progress in frames from its logs), fetch the result or
+   explain the failure, cancel. Does not draw the result (result.js) or the history (history.js):
    onSettled (main.js) says what to do when a request has settled. */
-import { ENDPOINT, ApiError, api, authHeaders } from "./api.js";
+import { ApiError, api, authHeaders } from "./api.js";
 import { S } from "./state.js";
 import { $, toast, fmtSeconds } from "./util.js";
 import { explain, showError, clearError, imageError } from "./errors.js";
 import { formValues } from "./form.js";
-import { resolveImageUrl } from "./image.js";
-import { setStatus, startTimer, stopTimer, clearLogs, addLocalLog, setServerLogs } from "./status.js";
+import { MODES } from "./mode.js";
+import { resolveSourceUrl } from "./image.js";
+import { setStatus, startTimer, stopTimer, clearLogs, addLocalLog, setServerLogs, framesFrom, describeFrames, setFrames } from "./status.js";
 import { showInputOnly, showResult } from "./result.js";
 import { updateSnippet } from "./snippets.js";
 
@@ -23,7 +25,7 @@ export async function runRequest() {
   imageError("");
   const typed = $("image-url").value.trim();
   if (!S.file && !typed) {
-    imageError("Choose an image, or enter an image URL.");
+    imageError(MODES[S.mode].missing);
     $("dropzone").focus();
     return;
   }
@@ -36,17 +38,18 @@ export async function runRequest() {
   setStatus("uploading", "Preparing");
   showInputOnly(S.fileUrl || typed);
   try {
-    const imageUrl = await resolveImageUrl(run);
-    const input = { ...formValues(), [S.imageKey]: imageUrl };
+    const sourceUrl = await resolveSourceUrl(run);
+    const input = { ...formValues(), [S.sourceKey]: sourceUrl };
+    const endpoint = S.endpoint;
     updateSnippet(input);
     setStatus("queued", "Submitting");
-    const { data } = await api(`/queue/${ENDPOINT}`, {
+    const { data } = await api(`/queue/${endpoint}`, {
       method: "POST",
       body: JSON.stringify(input),
       headers: { "Content-Type": "application/json" },
       signal: run.signal,
     });
-    const job = { ...data, input, t0, beforeUrl: S.fileUrl || imageUrl, done: false };
+    const job = { ...data, input, endpoint, t0, beforeUrl: S.fileUrl || sourceUrl, done: false };
     S.run = null;
     S.job = job;
     addLocalLog(`Submitted request ${data.request_id}`);
@@ -80,8 +83,11 @@ export function onStatus(job, st) {
     const pos = st.queue_position;
     setStatus("queued", "In queue", pos == null ? "" : pos === 0 ? "next in line" : `${pos} ahead in the queue`);
   } else if (st.status === "IN_PROGRESS") {
+    // A video's "Processed 40/120 frames (…)" lines drive the progress bar; other lines show as they are.
     const last = (st.logs || []).filter((l) => l.message).pop();
-    setStatus("running", "Running", last ? last.message : "removing the background");
+    const frames = last && framesFrom([last]);
+    setStatus("running", "Running", frames ? describeFrames(frames) : last ? last.message : "removing the background");
+    setFrames(framesFrom(st.logs));
   } else if (st.status === "COMPLETED") {
     setStatus("running", "Finishing", "fetching the result");
   }
@@ -181,8 +187,10 @@ async function finish(job, st) {
     const total = (performance.now() - job.t0) / 1000;
     $("elapsed").textContent = fmtSeconds(total);
     const inf = st.metrics && st.metrics.inference_time;
-    setStatus("done", "Completed", inf != null ? `inference ${fmtSeconds(inf)}` : "");
-    showResult(data, job.input, { beforeUrl: job.beforeUrl, inference: inf, total, requestId: job.request_id });
+    const frames = st.metrics && st.metrics.frames;
+    const took = inf == null ? "" : frames != null ? `${frames} frames in ${fmtSeconds(inf)}` : `inference ${fmtSeconds(inf)}`;
+    setStatus("done", "Completed", took);
+    showResult(data, job.input, { beforeUrl: job.beforeUrl, inference: inf, total, requestId: job.request_id, endpoint: job.endpoint });
   } catch (err) {
     if (job.detached) return;
     job.done = true;

@@ -1,9 +1,11 @@
 /* "Request as code": the current request (or the result's input) as a curl command or a Python
-   fal_client snippet, shown and copied to the clipboard. Reads the form and the image; sends nothing. */
-import { ENDPOINT } from "./api.js";
+   fal_client snippet for the mode's endpoint (image or video), shown and copied to the clipboard.
+   Reads the form and the input; sends nothing. */
+import { ENDPOINTS } from "./api.js";
 import { S } from "./state.js";
 import { $, el, toast } from "./util.js";
 import { formValues } from "./form.js";
+import { MODES } from "./mode.js";
 
 let snippetLang = "curl";
 function snippetInput(input) {
@@ -11,8 +13,8 @@ function snippetInput(input) {
   const values = formValues();
   const typed = $("image-url").value.trim();
   const uploaded = S.file && S.uploads.get(S.file);
-  const url = uploaded || typed || (S.file ? null : "https://example.com/photo.jpg");
-  return { input: { ...values, [S.imageKey]: url }, pendingFile: url ? null : S.file };
+  const url = uploaded || typed || (S.file ? null : MODES[S.mode].placeholder);
+  return { input: { ...values, [S.sourceKey]: url }, pendingFile: url ? null : S.file };
 }
 function pyValue(v, indent) {
   if (v === true) return "True";
@@ -21,18 +23,20 @@ function pyValue(v, indent) {
   if (typeof v === "object") return JSON.stringify(v, null, 4).replace(/\n/g, `\n${indent}`).replace(/\btrue\b/g, "True").replace(/\bfalse\b/g, "False").replace(/\bnull\b/g, "None");
   return JSON.stringify(v);
 }
-function curlSnippet(input, pendingFile) {
+function curlSnippet(input, pendingFile, endpoint) {
   const base = location.origin;
-  const body = JSON.stringify({ ...input, [S.imageKey]: input[S.imageKey] ?? `${base}/files/… (upload ${pendingFile.name} first)` }, null, 2).replace(/'/g, "'\\''");
-  const lines = [`curl -X POST "${base}/${ENDPOINT}"`];
+  const pending = pendingFile ? { [S.sourceKey]: input[S.sourceKey] ?? `${base}/files/… (upload ${pendingFile.name} first)` } : {};
+  const body = JSON.stringify({ ...input, ...pending }, null, 2).replace(/'/g, "'\\''");
+  const lines = [`curl -X POST "${base}/${endpoint}"`];
   if (S.limits && S.limits.auth_required) lines.push(`  -H "Authorization: Key $FAL_KEY"`);
   lines.push(`  -H "Content-Type: application/json"`, `  -d '${body}'`);
   return lines.join(" \\\n");
 }
-function pythonSnippet(input, pendingFile) {
+function pythonSnippet(input, pendingFile, endpoint) {
   const base = location.origin;
+  const output = endpoint === ENDPOINTS.video ? "video" : "image";
   const args = Object.entries(input).map(([k, v]) => {
-    const value = k === S.imageKey && v == null ? `fal_client.upload_file(${JSON.stringify(pendingFile.name)})` : pyValue(v, "        ");
+    const value = pendingFile && k === S.sourceKey && v == null ? `fal_client.upload_file(${JSON.stringify(pendingFile.name)})` : pyValue(v, "        ");
     return `        ${JSON.stringify(k)}: ${value},`;
   });
   const keyNote = S.limits && S.limits.auth_required ? "export FAL_KEY=<your key>" : "export FAL_KEY=anything (this server is open)";
@@ -45,23 +49,24 @@ function pythonSnippet(input, pendingFile) {
     `c.REST_URL = c.CDN_URL = "${base}"`,
     "",
     "result = fal_client.subscribe(",
-    `    "${ENDPOINT}",`,
+    `    "${endpoint}",`,
     "    arguments={",
     ...args,
     "    },",
     "    with_logs=True,",
     "    on_queue_update=print,",
     ")",
-    'print(result["image"]["url"])',
+    `print(result["${output}"]["url"])`,
   ].join("\n");
 }
 export function updateSnippet(input) {
   if (!S.order.length) return null;
   const { input: inp, pendingFile } = snippetInput(S.result ? S.result.input : input);
-  const text = snippetLang === "curl" ? curlSnippet(inp, pendingFile) : pythonSnippet(inp, pendingFile);
+  const endpoint = (S.result && S.result.meta.endpoint) || S.endpoint;
+  const texts = { curl: curlSnippet(inp, pendingFile, endpoint), python: pythonSnippet(inp, pendingFile, endpoint) };
   // Long data: URIs are copied whole but shown shortened.
-  $("snippet").textContent = text.replace(/"data:[^"]{80,}"/g, (m) => `${m.slice(0, 60)}…"`);
-  return { curl: curlSnippet(inp, pendingFile), python: pythonSnippet(inp, pendingFile) };
+  $("snippet").textContent = texts[snippetLang].replace(/"data:[^"]{80,}"/g, (m) => `${m.slice(0, 60)}…"`);
+  return texts;
 }
 async function copyText(text) {
   try {

@@ -1,5 +1,6 @@
-/* The image viewer's stage: view mode tabs (result / before-after / mask), background swatches, zoom,
-   pan, the before/after split, and their keyboard and pointer handling. Knows image sizes, not requests. */
+/* The viewer's stage: view mode tabs (result / before-after / mask), background swatches, zoom, pan, the
+   before/after split, and their keyboard and pointer handling; the stage's videos (input, result, mask)
+   kept in step. Knows image and video sizes, not requests. */
 import { $ } from "./util.js";
 
 // The view: mode, zoom (1 = fit) and pan, the split (%), the image's natural size and its fitted size.
@@ -185,7 +186,7 @@ export function initViewer() {
     { passive: false },
   );
   stage.addEventListener("dblclick", (e) => {
-    if (!V.natW) return;
+    if (!V.natW || e.target.closest("video[controls]")) return; // the video's own controls
     const { left, top } = stageSize();
     if (V.z === 1) zoomTo(Math.max(2, 1 / V.fit), e.clientX - left, e.clientY - top);
     else fitView();
@@ -217,4 +218,23 @@ export function initViewer() {
     e.stopPropagation();
   });
   setSplit(50);
+  initVideoSync();
+}
+
+// The stage's videos play in step: the one on show leads (the mask in the mask view, else the result, whose
+// controls the user has), the others follow its play / pause, time and speed.
+function initVideoSync() {
+  const videos = ["result-video", "mask-video", "before-video"].map($);
+  const follow = (e) => {
+    const lead = e.target;
+    if (lead !== $(V.mode === "mask" ? "mask-video" : "result-video")) return;
+    for (const v of videos) {
+      if (v === lead || !v.getAttribute("src") || v.readyState === 0) continue;
+      if (Math.abs(v.currentTime - lead.currentTime) > 0.2) v.currentTime = lead.currentTime;
+      if (v.playbackRate !== lead.playbackRate) v.playbackRate = lead.playbackRate;
+      if (lead.paused && !v.paused) v.pause();
+      else if (!lead.paused && v.paused) v.play().catch(() => {});
+    }
+  };
+  for (const v of videos) for (const type of ["play", "pause", "seeked", "timeupdate", "ratechange"]) v.addEventListener(type, follow);
 }
