@@ -185,3 +185,17 @@ def test_a_crash_mid_video_is_requeued_and_the_retry_finishes(tmp_path: Path, li
         assert "re-queued" in log.read_text()
     finally:
         server.terminate()
+
+
+def test_uploads_are_capped_by_the_limit_of_their_kind(make_client) -> None:
+    client = make_client(max_image_bytes=1_000, max_video_bytes=50_000, max_request_bytes=10_000)
+    video = client.post("/files/upload", content=b"v" * 20_000, headers={"content-type": "video/mp4"})
+    assert video.status_code == 200  # over the image and request limits, under the video one
+    named = client.post("/files/upload", content=b"v" * 20_000, headers={"x-fal-file-name": "clip.webm"})
+    assert named.status_code == 200
+    image = client.post("/files/upload", content=b"i" * 2_000, headers={"content-type": "image/png"})
+    assert image.status_code == 413 and image.json()["error_type"] == "image_too_large"
+    huge = client.post("/files/upload", content=b"v" * 60_000, headers={"content-type": "video/mp4"})
+    assert huge.status_code == 413 and "50000-byte limit" in huge.json()["detail"]
+    body = client.post("/fal-ai/birefnet/v2", json={"image_url": "x" * 20_000})
+    assert body.status_code == 413 and body.json()["error_type"] == "request_too_large"  # JSON bodies still are

@@ -91,7 +91,8 @@ def create_app(
         description="Self-hosted, wire-compatible fal-ai/birefnet, fal-ai/birefnet/v2 and fal-ai/birefnet/v2/video.",
     )
     app.state.service = service
-    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes)
+    # /files/upload streams its body under the image or video limit itself (a video may be far larger).
+    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes, own_limits=("/files/upload",))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

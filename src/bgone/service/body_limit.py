@@ -21,12 +21,13 @@ class BodySizeLimit:
     """ASGI middleware: :class:`RequestTooLargeError` (413) over ``limit`` bytes, answered here because
     it happens before any route (and its exception handler) runs."""
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: Any, limit: int, *, own_limits: tuple[str, ...] = ()) -> None:
         self.app = app
         self.limit = limit
+        self.own_limits = own_limits  # paths that read their bodies under limits of their own (uploads)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in self.own_limits:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")

@@ -1,5 +1,8 @@
 """Files: fal's upload flow (``POST /storage/auth/token`` for a short-lived token, ``POST /files/upload``
-with the bytes, answering an ``access_url``) and ``GET /files/{key}`` for stored inputs and outputs."""
+with the bytes, answering an ``access_url``) and ``GET /files/{key}`` for stored inputs and outputs.
+
+Uploads are read under the image byte limit, or the video limit for ``video/*`` content (or a video file
+name); they are held in memory until stored, so the video limit also bounds an upload's memory."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 
 from bgone.errors import NotFoundError
+from bgone.imaging.video_formats import is_video_name
 from bgone.service.auth import require_key
 from bgone.service.context import get_service
 from bgone.service.uploads import read_limited
@@ -29,12 +33,13 @@ async def storage_token(request: Request) -> dict[str, str]:
 async def upload(request: Request) -> dict[str, str]:
     service = get_service(request)
     declared = request.headers.get("content-length")
-    data = await read_limited(
-        request.stream(), service.settings.max_image_bytes, declared=int(declared) if declared and declared.isdigit() else None
-    )
+    content_type = request.headers.get("content-type", "application/octet-stream")
+    # Videos may be far larger than images: each kind under its own byte limit.
+    video = content_type.startswith("video/") or is_video_name(request.headers.get("x-fal-file-name") or "")
+    limit = service.settings.max_video_bytes if video else service.settings.max_image_bytes
+    data = await read_limited(request.stream(), limit, declared=int(declared) if declared and declared.isdigit() else None)
     # Browsers can only send ASCII headers, so the playground percent-encodes names.
     name = unquote(request.headers.get("x-fal-file-name") or "") or "upload.bin"
-    content_type = request.headers.get("content-type", "application/octet-stream")
     stored = service.storage.put(data, file_name=name, content_type=content_type, prefix="uploads")
     return {"access_url": file_url(base_url(request), stored.key)}
 
