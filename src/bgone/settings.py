@@ -74,10 +74,13 @@ DEFAULT_MODEL_MAP: dict[str, dict[str, str]] = {
         "General Use (Heavy)": "massive-ep240",
         "Portrait": "portrait-p3m-ep120",
     },
+    # As fal's v2 image and video pages list them: "Light" is the Swin-L general BiRefNet and "Heavy" the
+    # Swin-T BiRefNet_lite (sic: the page also calls Heavy "slower but more accurate"). To run the general
+    # model for "Heavy", map it: {"v2": {"General Use (Heavy)": "general"}}.
     "v2": {
-        "General Use (Light)": "lite",
+        "General Use (Light)": "general",
         "General Use (Light 2K)": "lite-2k",
-        "General Use (Heavy)": "general",
+        "General Use (Heavy)": "lite",
         "Matting": "matting",
         "Portrait": "portrait",
         "General Use (Dynamic)": "dynamic",

@@ -23,7 +23,9 @@ def test_list_json_has_every_model() -> None:
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert {r["name"] for r in rows} == {v.name for v in registry.REGISTRY}
     lite = next(r for r in rows if r["name"] == "lite")
-    assert lite["fal_names"] == ["v2:General Use (Light)"] and lite["local_path"] is None
+    assert lite["fal_names"] == ["v2:General Use (Heavy)"] and lite["local_path"] is None  # fal's map, sic
+    general = next(r for r in rows if r["name"] == "general")
+    assert general["fal_names"] == ["v2:General Use (Light)"]
 
 
 def test_list_table() -> None:
@@ -33,7 +35,7 @@ def test_list_table() -> None:
 
 
 def test_info_describes_a_model_without_weights() -> None:
-    result = runner.invoke(app, ["models", "info", "General Use (Heavy)", "--json"])
+    result = runner.invoke(app, ["models", "info", "General Use (Light)", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["name"] == "general"

@@ -197,10 +197,10 @@ def test_model_names_resolve_to_the_zoo(tmp_path: Path, lite_checkpoint: Path) -
         "birefnet-cod": "cod",
         "birefnet-massive": "massive",
     }
-    assert resolve_rembg_model(settings, None) == "lite"  # what General Use (Light) maps to
+    assert resolve_rembg_model(settings, None) == "general"  # what General Use (Light) maps to
     assert resolve_rembg_model(settings, "BiRefNet-General-Lite") == "lite"
     assert resolve_rembg_model(settings, "hr") == "hr"  # bgone names work too
-    assert resolve_rembg_model(settings, "General Use (Heavy)") == "general"
+    assert resolve_rembg_model(settings, "General Use (Heavy)") == "lite"
     remapped = settings_for(tmp_path, lite_checkpoint, model_map={"v2": {"General Use (Light)": "lite-2k"}})
     assert resolve_rembg_model(remapped, "") == "lite-2k"
 

@@ -461,3 +461,18 @@ def test_a_full_disk_fails_the_request_cleanly_and_the_next_one_succeeds(client,
     monkeypatch.setattr(storage, "put", real_put)
     again = client.post("/fal-ai/birefnet/v2", json={"image_url": png_data_uri(), "output_mask": True})
     assert again.status_code == 200 and again.json()["mask_image"]["url"]
+
+
+def test_the_model_map_is_published_as_fal_documents_it(make_client) -> None:
+    client = make_client(model_map={"v2": {"General Use (Heavy)": "general"}})
+    models = client.get("/api/models").json()
+    v2 = models["v2"]
+    assert v2["General Use (Light)"] == {
+        "model": "general",
+        "title": "General use (Swin-L)",
+        "checkpoint": "ZhengPeng7/BiRefNet",
+    }
+    assert v2["General Use (Light 2K)"]["checkpoint"] == "ZhengPeng7/BiRefNet_lite-2K"
+    assert v2["General Use (Heavy)"]["model"] == "general"  # remapped here; fal's own map says BiRefNet_lite
+    assert models["v1"]["General Use (Light)"]["model"] == "dis-ep580"
+    assert models["rembg"]["birefnet-general-lite"]["model"] == "lite"

@@ -67,10 +67,10 @@ def test_fal_maps_cover_both_endpoints() -> None:
     assert set(settings.model_names("v1")) == FAL_V1
     assert set(settings.model_names("v2")) == FAL_V2
     v2 = {fal: registry.REGISTRY.get(name).name for fal, name in settings.model_names("v2").items()}
-    assert v2 == {
-        "General Use (Light)": "lite",
+    assert v2 == {  # as fal's pages list them, "Heavy" being BiRefNet_lite (sic)
+        "General Use (Light)": "general",
         "General Use (Light 2K)": "lite-2k",
-        "General Use (Heavy)": "general",
+        "General Use (Heavy)": "lite",
         "Matting": "matting",
         "Portrait": "portrait",
         "General Use (Dynamic)": "dynamic",
@@ -157,7 +157,7 @@ def test_weights_placed_in_the_model_dir_are_used(seeded_state) -> None:
     settings.model_dir().mkdir(parents=True)
     path = settings.model_dir() / "BiRefNet-general-bb_swin_v1_tiny-epoch_232.pth"
     torch.save(seeded_state("swin_v1_t", 1), path)
-    model = bgone.load_model("General Use (Light)")
+    model = bgone.load_model("General Use (Heavy)")  # fal's v2 name for BiRefNet_lite
     assert model.checkpoint_path == path
     assert model.variant.name == "lite"
     assert model.patch_order == "legacy"  # the order lite was trained with

@@ -34,7 +34,7 @@ from bgone.weights.placement import dtype_name, resolve_device, resolve_dtype, u
 
 logger = logging.getLogger("bgone")
 
-DEFAULT_MODEL = "lite"  # what fal's default "General Use (Light)" maps to on /v2
+DEFAULT_MODEL = "lite"  # the fast general model (Swin-T) for the CLI and Python; the service follows fal's map
 ImageSource = str | os.PathLike[str] | bytes | Image.Image | Any  # Any: numpy arrays, file objects
 
 

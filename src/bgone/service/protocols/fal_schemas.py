@@ -108,10 +108,15 @@ class BirefnetInput(BaseModel):
 
 MODEL_V2 = Field(
     default=ModelEnumV2.light,
-    description="Model to use for background removal. 'General Use (Light)' is recommended for most use cases; "
-    "'General Use (Light 2K)' was trained with 2K images; 'General Use (Heavy)' is slower but more accurate; "
-    "'Matting' gives soft alpha; 'Portrait' is trained for portraits; 'General Use (Dynamic)' supports dynamic "
-    "resolutions from 256x256 to 2304x2304.",
+    description="Model to use for background removal. The 'General Use (Light)' model is the original model used "
+    "in the BiRefNet repository. The 'General Use (Light 2K)' model is the original model used in the BiRefNet "
+    "repository but trained with 2K images. The 'General Use (Heavy)' model is a slower but more accurate model. "
+    "The 'Matting' model is a model trained specifically for matting images. The 'Portrait' model is a model "
+    "trained specifically for portrait images. The 'General Use (Dynamic)' model supports dynamic resolutions from "
+    "256x256 to 2304x2304. The 'General Use (Light)' model is recommended for most use cases. The corresponding "
+    "models are as follows: 'General Use (Light)': BiRefNet; 'General Use (Light 2K)': BiRefNet_lite-2K; "
+    "'General Use (Heavy)': BiRefNet_lite; 'Matting': BiRefNet-matting; 'Portrait': BiRefNet-portrait; "
+    "'General Use (Dynamic)': BiRefNet_dynamic.",
 )
 OPERATING_RESOLUTION_V2 = Field(
     default=OperatingResolutionV2.r1024,

@@ -1,5 +1,6 @@
 """Operations: ``/health``, ``/ready`` (503 until the warm model is loaded), ``/metrics`` (Prometheus),
-``/api/history`` (recent requests, newest first) and ``/api/limits`` (what the playground checks)."""
+``/api/history`` (recent requests, newest first), ``/api/models`` (what each public model name runs here)
+and ``/api/limits`` (what the playground checks)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bgone.service.auth import require_key
 from bgone.service.context import get_service
 from bgone.service.submission import status_body
 from bgone.service.urls import base_url
+from bgone.weights.registry import REGISTRY
 
 router = APIRouter(tags=["ops"])
 
@@ -57,6 +59,24 @@ async def history(
         }
         for job in store.history(limit=limit, offset=offset)
     ]
+
+
+@router.get("/api/models")
+async def models(request: Request) -> dict[str, dict[str, dict[str, str | None]]]:
+    """What each public model name runs on this server (fal's v1 and v2 names, rembg's): the registry name
+    or checkpoint path from the model map, and the checkpoint's title when it is a registry model."""
+    settings = get_service(request).settings
+    answer: dict[str, dict[str, dict[str, str | None]]] = {}
+    for version in ("v1", "v2", "rembg"):
+        answer[version] = {}
+        for name, target in settings.model_names(version).items():
+            variant = REGISTRY.find(target)
+            answer[version][name] = {
+                "model": variant.name if variant else target,
+                "title": variant.title if variant else None,
+                "checkpoint": (variant.hf_repo or variant.release_filename) if variant else target,
+            }
+    return answer
 
 
 @router.get("/api/limits")

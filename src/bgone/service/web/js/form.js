@@ -98,6 +98,20 @@ function buildField(key, prop) {
     control = el("select", { id, name: key, "data-testid": `field-${key}`, "aria-describedby": describedBy });
     for (const value of prop.enum) control.append(el("option", { value: String(value), text: String(value) }));
     if (prop.default != null) control.value = String(prop.default);
+    if (key === "model" && S.models) {
+      // What the chosen name runs on this server (its model map), beside fal's own description.
+      const runs = el("p", { class: "help model-runs", id: "runs-model", "data-testid": "model-runs", "aria-live": "polite" });
+      const show = () => {
+        const entry = S.models.v2 && S.models.v2[control.value];
+        if (!entry) runs.textContent = "";
+        else if (entry.title) runs.textContent = `Runs here: ${entry.title} (${entry.checkpoint})`;
+        else runs.textContent = `Runs here: ${entry.model.split(/[\\/]/).pop()}`; // a checkpoint file: its name
+        runs.title = entry ? entry.checkpoint : "";
+      };
+      control.addEventListener("change", show);
+      show();
+      return el("div", { class: "field", "data-field": key }, el("label", { for: id, text: label }), control, runs, helpNode, error);
+    }
   } else if (prop.type === "integer" || prop.type === "number") {
     control = el("input", {
       type: "number",

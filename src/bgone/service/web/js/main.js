@@ -57,9 +57,14 @@ async function boot() {
   });
 
   try {
-    const [{ data: limits }, { data: schema }] = await Promise.all([api("/api/limits", { auth: false }), api("/openapi.json", { auth: false })]);
+    const [{ data: limits }, { data: schema }, models] = await Promise.all([
+      api("/api/limits", { auth: false }),
+      api("/openapi.json", { auth: false }),
+      api("/api/models", { auth: false }).catch(() => ({ data: null })), // older servers: no model map shown
+    ]);
     S.limits = limits;
     S.schema = schema;
+    S.models = models.data;
     setMode("image"); // builds the form (throws if the schema is missing)
     document.body.dataset.ready = "true";
   } catch (err) {

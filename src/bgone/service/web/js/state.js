@@ -5,6 +5,7 @@
 
 export const S = {
   limits: null,
+  models: null, // /api/models: what each fal model name runs on this server
   schema: null, // /openapi.json, kept to build the form of either mode
   mode: null, // "image" or "video": which endpoint the form and Run use (mode.js)
   endpoint: null,
