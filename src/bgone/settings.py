@@ -270,9 +270,18 @@ class ServerSettings(BaseSettings):
     allow_private_urls: bool = False
     allowed_hosts: CommaList = Field(default_factory=list, description="hosts fetched even if private")
     retention_seconds: float = Field(default=7 * 24 * 3600, gt=0)
+    # fal's policy: 10 tries over about 2 hours (waits of 15 s, 30 s, … doubling, at most an hour).
     webhook_attempts: int = Field(default=10, ge=1)
-    webhook_backoff: float = Field(default=1.0, ge=0)
+    webhook_backoff: float = Field(default=15.0, ge=0, description="seconds before the first retry, doubled after each")
+    webhook_max_backoff: float = Field(default=3600.0, ge=0)
     webhook_timeout: float = Field(default=15.0, gt=0)
+    webhook_signing_keys: CommaList = Field(
+        default_factory=list,
+        description="base64url Ed25519 private keys (the first signs; all are published); default: kept in data_dir",
+    )
+    webhook_user_id: str | None = Field(
+        default=None, description="X-Fal-Webhook-User-Id of every webhook; default: one id per API key"
+    )
     cors_origins: CommaList = Field(default_factory=list)
     start_worker: bool = True
     queue: str | None = Field(default=None, description="redis://host:port/db; default: SQLite in data_dir")
@@ -300,7 +309,7 @@ class ServerSettings(BaseSettings):
             raise ValueError("role must be 'all' or 'api'")
         return value
 
-    @field_validator("api_keys", "allowed_hosts", "cors_origins", mode="before")
+    @field_validator("api_keys", "allowed_hosts", "cors_origins", "webhook_signing_keys", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

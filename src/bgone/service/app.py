@@ -40,6 +40,7 @@ from bgone.service.protocols.fal_schemas import (
     field_order,
 )
 from bgone.service.routes import fal, files, ops, playground, rembg, requests
+from bgone.service.signing import SigningKeys
 from bgone.service.storage import Storage, open_storage
 from bgone.service.webhooks import WebhookSender
 from bgone.settings import ServerSettings, server_settings
@@ -61,8 +62,9 @@ def create_app(
     storage = storage or open_storage(settings.storage, settings.data_dir)
     metrics = Metrics(store)
     adapters = adapters_for(settings)
-    webhooks = WebhookSender.from_settings(store, settings)
-    service = Service(settings, store, storage, adapters, webhooks, metrics, UploadTokens())
+    signing = SigningKeys.from_settings(settings)
+    webhooks = WebhookSender.from_settings(store, settings, signing)
+    service = Service(settings, store, storage, adapters, webhooks, metrics, UploadTokens(), signing)
     if settings.role == "all":
         from bgone.service.worker import InferenceWorker  # only nodes that run models load PyTorch
 

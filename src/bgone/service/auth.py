@@ -37,6 +37,16 @@ class UploadTokens:
             return self._expiry.get(token, 0.0) > time.time()
 
 
+def api_key_of(request: Request) -> str | None:
+    """The configured API key this request carries, if any (not an upload token)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() not in ("key", "bearer") or not token:
+        return None
+    keys = request.app.state.service.settings.api_keys
+    return next((key for key in keys if hmac.compare_digest(token, key)), None)
+
+
 def require_key(request: Request) -> None:
     """A route dependency: UnauthorizedError (401) unless the request carries an accepted key or token."""
     service = request.app.state.service

@@ -1,6 +1,6 @@
 """Everything a route needs, in one object built by :func:`bgone.service.app.create_app` and kept on
 ``app.state.service``: settings, the job store, the file storage, the protocol adapters, webhooks,
-metrics, upload tokens and, on nodes that run models, the inference worker."""
+metrics, upload tokens, the signing keys and, on nodes that run models, the inference worker."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bgone.service.auth import UploadTokens
 from bgone.service.jobs import JobStore
 from bgone.service.prometheus import Metrics
 from bgone.service.protocols import ProtocolAdapter
+from bgone.service.signing import SigningKeys
 from bgone.service.storage import Storage
 from bgone.service.webhooks import WebhookSender
 from bgone.settings import ServerSettings
@@ -30,6 +31,7 @@ class Service:
     webhooks: WebhookSender
     metrics: Metrics
     upload_tokens: UploadTokens
+    signing: SigningKeys  # signs webhooks (published at /.well-known/jwks.json) and short-lived URLs
     worker: InferenceWorker | None = None  # None on an API-only node (--role api)
 
     def notify(self) -> None:

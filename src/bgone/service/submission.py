@@ -18,10 +18,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from bgone.errors import BadRequestError
+from bgone.service.auth import api_key_of
 from bgone.service.context import Service
 from bgone.service.jobs import Job, JobStatus, JobStore, Priority
 from bgone.service.protocols import ProtocolAdapter
 from bgone.service.urls import base_url
+from bgone.service.webhooks import user_id_of
 
 
 def _invalid(loc: list[str], message: str) -> RequestValidationError:
@@ -56,6 +58,7 @@ def submit(service: Service, request: Request, adapter: ProtocolAdapter, body: B
             batch_key=item.batch_key,
             start_deadline=deadline,
             webhook_url=webhook,
+            user_id=user_id_of(api_key_of(request), service.settings.webhook_user_id) if webhook else None,
             keep_history=not sync and adapter.keeps_history(body),
         )
     )

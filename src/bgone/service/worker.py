@@ -378,7 +378,7 @@ class InferenceWorker:
         if self.metrics is not None:
             self.metrics.observe_job(job)
         if job.webhook_url:
-            self.webhooks.send(job.request_id, job.webhook_url, job.result_status or 500, job.result_body)
+            self.webhooks.send(job)
 
     def _fail(
         self, job: Job, adapter: ProtocolAdapter | None, exc: BaseException, item: WorkItem | None = None

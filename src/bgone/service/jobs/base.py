@@ -119,6 +119,7 @@ class Job:
     completed_at: float | None = None
     start_deadline: float | None = None  # epoch seconds (X-Fal-Request-Timeout): must START before it
     webhook_url: str | None = None
+    user_id: str | None = None  # X-Fal-Webhook-User-Id of its webhook (one per API key, or configured)
     keep_history: bool = True  # False for sync_mode requests
     logs: list[LogEntry] = field(default_factory=list)
     result_status: int | None = None  # HTTP status code the result endpoint replays
@@ -148,6 +149,7 @@ class Job:
         batch_key: str = "",
         start_deadline: float | None = None,
         webhook_url: str | None = None,
+        user_id: str | None = None,
         keep_history: bool = True,
         request_id: str | None = None,
     ) -> Job:
@@ -161,6 +163,7 @@ class Job:
             batch_key=batch_key,
             start_deadline=start_deadline,
             webhook_url=webhook_url,
+            user_id=user_id,
             keep_history=keep_history,
             created_at=time.time(),
         )

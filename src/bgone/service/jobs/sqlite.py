@@ -60,7 +60,7 @@ from bgone.service.jobs.base import (
 
 __all__ = ["SCHEMA_VERSION", "SQLiteJobStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jobs.user_id
 BUSY_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.2  # wait(): how often to look for changes made by other processes
 
@@ -83,6 +83,7 @@ jobs_table = Table(
     Column("completed_at", Float),
     Column("start_deadline", Float),
     Column("webhook_url", Text),
+    Column("user_id", Text),
     Column("keep_history", Boolean, nullable=False, default=True),
     Column("logs", JSON, nullable=False),
     Column("result_status", Integer),
@@ -114,6 +115,15 @@ def _update_seqs(conn: Connection, seqs: Sequence[int], **values: Any) -> None:
     conn.execute(update(jobs_table).where(_t.seq.in_(seqs)).values(**values))
 
 
+def _migrate(conn: Connection) -> None:
+    """Bring a database written by an older bgone up to this schema (columns are only ever added)."""
+    present = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(jobs)")}
+    for column in jobs_table.columns:
+        if column.name not in present:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE jobs ADD COLUMN {column.name} {kind}")
+
+
 def _row_to_job(row: Row[Any]) -> Job:
     return Job.from_record(row._mapping)
 
@@ -139,6 +149,7 @@ class SQLiteJobStore(ClosingStore):
         self._closed = False
         with self._write() as conn:  # IMMEDIATE: two processes creating the schema cannot race
             _metadata.create_all(conn)
+            _migrate(conn)
             conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- connection plumbing ------------------------------------------------------------------

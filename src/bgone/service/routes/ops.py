@@ -1,5 +1,6 @@
 """Operations: ``/health``, ``/ready`` (503 until the warm model is loaded), ``/metrics`` (Prometheus),
-``/api/history`` (recent requests, newest first), ``/api/models`` (what each public model name runs here)
+``/.well-known/jwks.json`` (the public keys that verify webhooks), ``/api/history`` (recent requests,
+newest first), ``/api/models`` (what each public model name runs here)
 and ``/api/limits`` (what the playground checks)."""
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ async def history(
         }
         for job in store.history(limit=limit, offset=offset)
     ]
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(request: Request) -> JSONResponse:
+    """The public keys whose signatures webhooks carry (every key during a rotation's overlap). Public,
+    like fal's: a receiver needs nothing else to verify a webhook."""
+    body = get_service(request).signing.jwks()
+    return JSONResponse(body, headers={"cache-control": "public, max-age=300"})
 
 
 @router.get("/api/models")

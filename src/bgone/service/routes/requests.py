@@ -93,7 +93,7 @@ async def cancel(owner: str, alias: str, request_id: str, request: Request) -> J
     if outcome == CancelOutcome.CANCELLATION_REQUESTED:
         done = service.store.get(request_id)
         if done is not None and done.status == JobStatus.COMPLETED and done.webhook_url:
-            service.webhooks.send(done.request_id, done.webhook_url, done.result_status or 499, done.result_body)
+            service.webhooks.send(done, default_status=499)
         return JSONResponse({"status": str(outcome)}, status_code=202)
     code = 400 if outcome == CancelOutcome.ALREADY_COMPLETED else 404
     return JSONResponse({"status": str(outcome)}, status_code=code)
