@@ -1,5 +1,5 @@
 """The ``bgone`` command: one module per command group (``remove``, ``serve`` (also ``worker``), ``models``,
-``export``, ``evaluate`` (``eval``), ``bench``). Importing this package loads only typer and rich, so
+``export``, ``keys``, ``evaluate`` (``eval``), ``bench``). Importing this package loads only typer and rich, so
 ``bgone --help`` and ``bgone --version`` answer at once; each command imports what it runs."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from bgone._version import __version__
-from bgone.cli import bench, evaluate, export, models, remove, serve
+from bgone.cli import bench, evaluate, export, keys, models, remove, serve
 from bgone.cli.console import console, err_console
 from bgone.errors import BgoneError, SettingsError
 
@@ -49,6 +49,7 @@ app.command()(bench.bench)
 app.command("eval")(evaluate.evaluate_models)
 app.add_typer(models.app, name="models")
 app.add_typer(export.app, name="export")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

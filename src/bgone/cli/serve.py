@@ -198,6 +198,7 @@ def worker(**flags: Any) -> None:
     import signal
 
     from bgone.service.jobs import open_job_store
+    from bgone.service.signing import unshared_keys_warning
     from bgone.service.storage import open_storage
     from bgone.service.worker import InferenceWorker
 
@@ -205,6 +206,8 @@ def worker(**flags: Any) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_job_store(settings.queue, settings.data_dir)
     inference = InferenceWorker(settings, store, open_storage(settings.storage, settings.data_dir))
+    if problem := unshared_keys_warning(settings):
+        err_console.print(f"[yellow]warning[/] {problem}", highlight=False)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: inference.request_stop())
     err_console.print(

@@ -40,7 +40,7 @@ from bgone.service.protocols.fal_schemas import (
     field_order,
 )
 from bgone.service.routes import fal, files, ops, playground, rembg, requests
-from bgone.service.signing import SigningKeys
+from bgone.service.signing import SigningKeys, unshared_keys_warning
 from bgone.service.storage import Storage, open_storage
 from bgone.service.webhooks import WebhookSender
 from bgone.settings import ServerSettings, server_settings
@@ -79,6 +79,8 @@ def create_app(
             logger.warning("!" * 72)
             logger.warning("bgone is running in OPEN mode: no API key is required. Use this on trusted networks only.")
             logger.warning("!" * 72)
+        if problem := unshared_keys_warning(settings):
+            logger.warning(problem)
         if service.worker is not None and settings.runs_worker:
             service.worker.start()
         yield

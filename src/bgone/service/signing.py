@@ -172,6 +172,18 @@ def _write_file(path: Path, keys: list[SigningKey], *, exclusive: bool = False) 
     return True
 
 
+def unshared_keys_warning(settings: Any) -> str | None:
+    """A warning for a node of a shared queue whose signing keys are its own: webhooks sent by a worker
+    elsewhere would carry signatures this node's JWKS does not publish."""
+    if settings.queue and not settings.webhook_signing_keys:
+        return (
+            f"webhooks are signed with keys kept in {Path(settings.data_dir) / KEYS_FILE}; with a shared queue, "
+            "give every API node and worker the same keys (BGONE_WEBHOOK_SIGNING_KEYS=$(bgone keys export)) "
+            "or receivers will not verify webhooks sent by another node"
+        )
+    return None
+
+
 class SigningKeys:
     """The keys a server signs with and publishes. ``current`` signs; ``published`` are in the JWKS.
     Configured keys: the first signs. Kept keys: the newest whose ``signs_from`` has come."""
@@ -277,5 +289,7 @@ class SigningKeys:
         return new
 
     def export(self) -> str:
-        """The BGONE_WEBHOOK_SIGNING_KEYS value that gives other nodes these keys (secret!)."""
-        return ",".join(k.seed for k in self.published)
+        """The BGONE_WEBHOOK_SIGNING_KEYS value that gives other nodes these keys (secret!): the key that
+        signs now first, then the others that are published."""
+        current = self.current
+        return ",".join(k.seed for k in [current, *(k for k in self.published if k.kid != current.kid)])

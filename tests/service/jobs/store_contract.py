@@ -376,6 +376,15 @@ class JobStoreContract:
         assert [j.request_id for j in store.history()] == [queued.request_id, running.request_id]
         assert store.counts() == {"IN_QUEUE": 1, "IN_PROGRESS": 1, "COMPLETED": 0}
 
+    def test_the_webhook_user_id_is_kept(self, store: JobStore) -> None:
+        hooked = submit(store, webhook_url="https://example.com/hook", user_id="3f2a9c")
+        plain = submit(store)
+        store.claim("w", limit=2)
+        store.complete(hooked.request_id, Outcome(200, {"ok": 1}))
+        assert store.get(hooked.request_id).user_id == "3f2a9c"
+        assert [j.user_id for j in store.pending_webhooks()] == ["3f2a9c"]
+        assert store.get(plain.request_id).user_id is None
+
     def test_webhook_bookkeeping(self, store: JobStore) -> None:
         hooked = submit(store, webhook_url="https://example.com/hook")
         submit(store)  # no webhook
