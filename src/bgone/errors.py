@@ -119,6 +119,22 @@ class UnauthorizedError(BgoneError):
     http_status = 401
 
 
+class ForbiddenError(BgoneError):
+    """A request whose own credentials are refused: a signed URL that is forged, altered, expired or
+    already used."""
+
+    error_type = "forbidden"
+    http_status = 403
+
+
+class ProxyTargetError(BgoneError):
+    """A server-proxy request (``x-fal-target-url``) whose target is not one of fal's URLs that this
+    service answers itself: nothing is fetched."""
+
+    error_type = "invalid_proxy_target"
+    http_status = 400
+
+
 class NotFoundError(BgoneError):
     error_type = "not_found"
     http_status = 404

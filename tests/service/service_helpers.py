@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from bgone.settings import DEFAULT_MODEL_MAP, ServerSettings
@@ -47,3 +53,23 @@ def wait_completed(client: TestClient, status_url: str, timeout: float = 60.0) -
         assert response.status_code == 202
         time.sleep(0.05)
     raise AssertionError(f"not completed within {timeout}s: {body}")
+
+
+@contextlib.contextmanager
+def live_server(app: FastAPI) -> Iterator[str]:
+    """``app`` served by uvicorn on a loopback port (a thread of this process): its base URL, over real HTTP."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert thread.is_alive() and time.time() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)

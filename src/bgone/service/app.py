@@ -39,7 +39,7 @@ from bgone.service.protocols.fal_schemas import (
     BirefnetVideoOutput,
     field_order,
 )
-from bgone.service.routes import fal, files, ops, playground, rembg, requests
+from bgone.service.routes import fal, fal_uploads, files, ops, playground, proxy, rembg, requests
 from bgone.service.signing import SigningKeys, unshared_keys_warning
 from bgone.service.storage import Storage, open_storage
 from bgone.service.webhooks import WebhookSender
@@ -95,15 +95,22 @@ def create_app(
         description="Self-hosted, wire-compatible fal-ai/birefnet, fal-ai/birefnet/v2 and fal-ai/birefnet/v2/video.",
     )
     app.state.service = service
-    # /files/upload streams its body under the image or video limit itself (a video may be far larger).
-    app.add_middleware(BodySizeLimit, limit=settings.max_request_bytes, own_limits=("/files/upload",))
+    # /files/upload and fal's one-PUT upload URLs stream their bodies under the image or video limit
+    # themselves (a video may be far larger); a multipart upload's parts are bodies like any other.
+    app.add_middleware(
+        BodySizeLimit,
+        limit=settings.max_request_bytes,
+        own_limits=("/files/upload",),
+        own_limit_paths=fal_uploads.SINGLE_PUT_PATH,
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["x-fal-request-id"],
+            # What fal's clients read from answers (the JS client: request id, timeout type, error type).
+            expose_headers=["x-fal-request-id", "x-fal-request-timeout-type", "x-fal-error-type"],
         )
 
     @app.middleware("http")
@@ -116,7 +123,8 @@ def create_app(
         return response
 
     install_error_handlers(app, store.transient_errors)
-    for router in (fal.router, requests.router, rembg.router, files.router, ops.router, playground.router):
+    routers = (fal.router, requests.router, rembg.router, files.router, ops.router, playground.router)
+    for router in (*routers, fal_uploads.router, proxy.router):
         app.include_router(router)
     playground.mount_static(app)
 

@@ -9,6 +9,7 @@ up to the limit, and refused as soon as it passes it; otherwise it is handed on 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from bgone.errors import RequestTooLargeError, error_body
@@ -21,13 +22,20 @@ class BodySizeLimit:
     """ASGI middleware: :class:`RequestTooLargeError` (413) over ``limit`` bytes, answered here because
     it happens before any route (and its exception handler) runs."""
 
-    def __init__(self, app: Any, limit: int, *, own_limits: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, app: Any, limit: int, *, own_limits: tuple[str, ...] = (), own_limit_paths: re.Pattern[str] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
-        self.own_limits = own_limits  # paths that read their bodies under limits of their own (uploads)
+        # Paths that read their bodies under limits of their own (uploads): exact, or matching the pattern.
+        self.own_limits = own_limits
+        self.own_limit_paths = own_limit_paths
+
+    def _own_limit(self, path: str) -> bool:
+        return path in self.own_limits or bool(self.own_limit_paths and self.own_limit_paths.fullmatch(path))
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.own_limits:
+        if scope["type"] != "http" or self._own_limit(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")

@@ -3,10 +3,10 @@ once. Each backend's test module subclasses :class:`StorageContract` as ``TestSt
 provides a ``storage`` fixture: a fresh, empty storage.
 
 Checked here: round trips of bytes, content type and name; custom prefixes and empty files; unique,
-unguessable keys; sanitised stored names and content types; the key rules of ``validate_key`` on every
-method; delete (validates every key first, ignores missing ones, keeps other files); missing keys;
-concurrent puts; ``url_for`` (None, or a URL string). Backend-only behaviour (local paths and sidecars,
-S3 metadata and presigned URLs, ...) stays in the backend's module.
+unguessable keys; caller-chosen key ids (each used once); sanitised stored names and content types; the
+key rules of ``validate_key`` on every method; delete (validates every key first, ignores missing ones,
+keeps other files); missing keys; concurrent puts; ``url_for`` (None, or a URL string). Backend-only
+behaviour (local paths and sidecars, S3 metadata and presigned URLs, ...) stays in the backend's module.
 """
 
 from __future__ import annotations
@@ -104,6 +104,24 @@ class StorageContract:
         assert storage.stat(stored.key) == stored
         with pytest.raises(ValueError):
             storage.put(b"x", file_name="a", content_type="text/plain", prefix="../etc")
+
+    def test_chosen_key_id(self, storage: Storage) -> None:
+        key_id = uuid.uuid4().hex
+        stored = storage.put(
+            b"bytes", file_name="my photo.png", content_type="image/png", prefix="uploads", key_id=key_id
+        )
+        assert stored.key == f"uploads/{key_id}/my_photo.png"
+        assert storage.get(stored.key) == b"bytes" and storage.stat(stored.key) == stored
+        for name in ("my photo.png", "other.png"):  # a key id is used once, whatever the name
+            with pytest.raises(FileExistsError):
+                storage.put(b"again", file_name=name, content_type="image/png", prefix="uploads", key_id=key_id)
+        assert storage.get(stored.key) == b"bytes"
+        # The same id under another prefix is another key.
+        other = storage.put(b"x", file_name="a", content_type="text/plain", prefix="outputs", key_id=key_id)
+        assert other.key == f"outputs/{key_id}/a"
+        for bad in ("", "../x", "A" * 32, "0" * 31, "0" * 33, key_id + "/x", "g" * 32):
+            with pytest.raises(ValueError):
+                storage.put(b"x", file_name="a", content_type="text/plain", key_id=bad)
 
     def test_content_type_with_parameters_is_kept(self, storage: Storage) -> None:
         stored = storage.put(b"hello", file_name="a.txt", content_type="text/plain; charset=utf-8")

@@ -18,6 +18,7 @@ __all__ = [
     "sanitize_content_type",
     "sanitize_file_name",
     "validate_key",
+    "validate_key_id",
     "validate_prefix",
 ]
 
@@ -30,6 +31,7 @@ MAX_FILE_NAME_BYTES = 128
 _UNSAFE_CHARS = re.compile(r'[<>:"|?*%#&;\'`$!{}\[\]^~=+,\s]')
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(\s*;[ -~]*)?$")
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_KEY_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_KEY_LENGTH = 512
 # Key segments never hold separators or control characters, and never start with "." (no "..", and
 # the names of sidecar and temporary files stay out of reach).
@@ -95,14 +97,28 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
+def validate_key_id(key_id: str) -> str:
+    """A caller-chosen unique segment of a key (``put(..., key_id=...)``): 32 lowercase hex characters,
+    as random as the ones ``put`` draws itself."""
+    if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
+        raise ValueError("invalid storage key id")
+    return key_id
+
+
 @runtime_checkable
 class Storage(Protocol):
     """Where request outputs live. Keys are ``<prefix>/<32 random hex>/<sanitised file name>``:
     unguessable (they end up in public URLs) and safe as relative paths. Every method given a key
     that is malformed or would escape the storage raises ``ValueError("invalid storage key")``."""
 
-    def put(self, data: bytes, *, file_name: str, content_type: str, prefix: str = "outputs") -> StoredFile:
-        """Store ``data`` under a new unique key (atomically: readers never see a partial file)."""
+    def put(
+        self, data: bytes, *, file_name: str, content_type: str, prefix: str = "outputs", key_id: str | None = None
+    ) -> StoredFile:
+        """Store ``data`` under a new unique key (atomically: readers never see a partial file).
+
+        ``key_id`` (32 random lowercase hex, :func:`validate_key_id`) is the key's unique segment when the
+        caller must announce the key before the bytes exist (fal's upload URLs); FileExistsError when a
+        file was already stored with that ``prefix`` and ``key_id``."""
         ...
 
     def get(self, key: str) -> bytes:

@@ -19,6 +19,7 @@ from bgone.service.storage.base import (
     sanitize_content_type,
     sanitize_file_name,
     validate_key,
+    validate_key_id,
     validate_prefix,
 )
 
@@ -74,13 +75,18 @@ class LocalStorage:
 
     # -- Storage ------------------------------------------------------------------------------
 
-    def put(self, data: bytes, *, file_name: str, content_type: str, prefix: str = "outputs") -> StoredFile:
+    def put(
+        self, data: bytes, *, file_name: str, content_type: str, prefix: str = "outputs", key_id: str | None = None
+    ) -> StoredFile:
         name = sanitize_file_name(file_name)
         ctype = sanitize_content_type(content_type)
-        key = f"{validate_prefix(prefix)}/{uuid.uuid4().hex}/{name}"
+        unique = uuid.uuid4().hex if key_id is None else validate_key_id(key_id)
+        key = f"{validate_prefix(prefix)}/{unique}/{name}"
         target = self._resolve(key)
         directory = target.parent
-        directory.mkdir(parents=True, exist_ok=False)  # a fresh uuid: existing means a bug
+        # A fresh uuid: existing means a bug; a caller's key_id: FileExistsError, that key was used.
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(exist_ok=False)
         meta = {"content_type": ctype, "file_name": name, "original_file_name": file_name, "size": len(data)}
         try:
             # Meta first, data last: the data file's appearance is what makes the key exist.

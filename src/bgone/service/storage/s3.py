@@ -32,6 +32,7 @@ from bgone.service.storage.base import (
     sanitize_file_name,
     valid_segment,
     validate_key,
+    validate_key_id,
     validate_prefix,
 )
 
@@ -193,11 +194,16 @@ class S3Storage:
 
     # -- Storage ------------------------------------------------------------------------------
 
-    def put(self, data: bytes, *, file_name: str, content_type: str, prefix: str = "outputs") -> StoredFile:
+    def put(
+        self, data: bytes, *, file_name: str, content_type: str, prefix: str = "outputs", key_id: str | None = None
+    ) -> StoredFile:
         name = sanitize_file_name(file_name)
         ctype = sanitize_content_type(content_type)
-        key = f"{validate_prefix(prefix)}/{uuid.uuid4().hex}/{name}"
+        unique = uuid.uuid4().hex if key_id is None else validate_key_id(key_id)
+        key = f"{validate_prefix(prefix)}/{unique}/{name}"
         object_key = self._object_key(key)
+        if key_id is not None and self._used(object_key.rpartition("/")[0] + "/"):
+            raise FileExistsError(key)
         original = str(file_name or "").encode()[:_MAX_ORIGINAL_NAME_BYTES].decode(errors="ignore")
         body = bytes(data)
         # A single PUT is atomic in S3: readers see the whole object or nothing.
@@ -210,6 +216,12 @@ class S3Storage:
             Metadata={"file-name": quote(name, safe=""), "original-file-name": quote(original, safe="")},
         )
         return StoredFile(key=key, file_name=name, content_type=ctype, size=len(body))
+
+    def _used(self, object_prefix: str) -> bool:
+        """Whether any object lies under ``object_prefix`` (a caller-chosen key id already taken). Checked
+        before the write: key ids are random, so this guards against reuse, not against a race."""
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=object_prefix, MaxKeys=1)
+        return bool(listed.get("KeyCount") or listed.get("Contents"))
 
     def get(self, key: str) -> bytes:
         from botocore.exceptions import ClientError
