@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import threading
 import time
 import uuid
@@ -566,3 +567,33 @@ def test_parts_of_expired_uploads_are_forgotten() -> None:
     pending.add(fresh, 1, "uploadparts/b/1", 3)
     assert sorted(pending.expired(now)) == ["uploadparts/a/1b", "uploadparts/a/2"]
     assert len(pending) == 1 and pending.forget(fresh.upload_id) == ["uploadparts/b/1"] and len(pending) == 0
+
+
+def test_the_retention_sweep_deletes_old_uploads_and_abandoned_parts(tmp_path: Path, lite_checkpoint: Path) -> None:
+    """Across restarts too: the sweep works from storage alone, not from a node's memory."""
+    from bgone.service.storage import LocalStorage
+    from bgone.service.worker import InferenceWorker
+
+    settings = settings_for(tmp_path / "data", lite_checkpoint, retention_seconds=3600)
+    app = create_app(settings)
+    storage = app.state.service.storage
+    assert isinstance(storage, LocalStorage)
+    with live_server(app) as base, httpx.Client(base_url=base, timeout=60) as http:
+        old_file = initiate(http, content_type="image/png", file_name="old.png")
+        new_file = initiate(http, content_type="image/png", file_name="new.png")
+        abandoned = initiate(http, multipart=True, content_type="image/png", file_name="big.png")
+        for upload in (old_file, new_file):
+            assert httpx.put(upload["upload_url"], content=b"png bytes").status_code == 200
+        part = httpx.put(part_url(abandoned["upload_url"], 1), content=b"part").json()["etag"]
+    now = time.time()
+    keys = {name: urlsplit(u["file_url"]).path.removeprefix("/files/") for name, u in
+            (("old", old_file), ("new", new_file))}  # fmt: skip
+    backdate = {keys["old"]: now - 2 * 3600, part: now - UPLOAD_URL_SECONDS - 600}
+    for key, when in backdate.items():
+        path = storage.path(key)
+        assert path is not None
+        os.utime(path, (when, when))
+    worker = InferenceWorker(settings, app.state.service.store, storage)
+    assert worker.sweep_uploads(now) == 2
+    assert not storage.exists(keys["old"]) and not storage.exists(part) and storage.exists(keys["new"])
+    assert worker.sweep_uploads(now) == 0

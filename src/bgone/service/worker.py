@@ -34,12 +34,14 @@ from bgone.service.jobs import Job, JobStore, Outcome
 from bgone.service.protocols import ProtocolAdapter, adapters_for
 from bgone.service.protocols.base import StoredOutput, WorkItem, default_failure
 from bgone.service.storage import Storage, sanitize_file_name
+from bgone.service.upload_urls import EXPIRED_PARTS_GRACE_S, PARTS_PREFIX, UPLOAD_URL_SECONDS, UPLOADS_PREFIX
 from bgone.service.urls import file_url, own_file_key
 from bgone.service.webhooks import WebhookSender
 from bgone.settings import ServerSettings
 
 logger = logging.getLogger("bgone.worker")
 PURGE_EVERY_S = 60.0
+UPLOAD_SWEEP_EVERY_S = 3600.0  # listing every upload is heavier than the store's purge: hourly
 
 
 @dataclass
@@ -115,6 +117,7 @@ class InferenceWorker:
         self.ready = settings.warm_model is None
         self.ready_error: str | None = None
         self._stop = threading.Event()
+        self._last_upload_sweep = -float("inf")
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -182,8 +185,27 @@ class InferenceWorker:
             logger.error("warm model %s could not be loaded: %s", self.settings.warm_model, exc)
 
     def _purge(self) -> None:
-        for job in self.store.purge(completed_before=time.time() - self.settings.retention_seconds):
+        now = time.time()
+        for job in self.store.purge(completed_before=now - self.settings.retention_seconds):
             self.storage.delete(job.output_keys)
+        if now - self._last_upload_sweep >= UPLOAD_SWEEP_EVERY_S:
+            self._last_upload_sweep = now
+            self.sweep_uploads(now)
+
+    def sweep_uploads(self, now: float | None = None) -> int:
+        """Delete uploads older than the retention, and the parts of multipart uploads whose URL expired
+        without being completed (whichever node received them, across restarts): how many files."""
+        now = time.time() if now is None else now
+        try:
+            stale = self.storage.stored_before(UPLOADS_PREFIX, now - self.settings.retention_seconds)
+            stale += self.storage.stored_before(PARTS_PREFIX, now - UPLOAD_URL_SECONDS - EXPIRED_PARTS_GRACE_S)
+            self.storage.delete(stale)
+        except Exception as exc:  # a storage hiccup: the next sweep tries again
+            logger.warning("could not sweep old uploads: %s", exc)
+            return 0
+        if stale:
+            logger.info("deleted %d upload(s) older than the retention or abandoned", len(stale))
+        return len(stale)
 
     def remover(self, source: str) -> Remover:
         remover = Remover(
@@ -257,7 +279,9 @@ class InferenceWorker:
                 self._log(entry.job, "Encoding output")
                 body = entry.adapter.render(entry.item, result, outputs)
                 self._log(entry.job, f"Completed in {inference_time:.2f}s of inference")
-                outcome = Outcome(200, body, metrics={"inference_time": inference_time}, output_keys=tuple(outputs.keys))
+                outcome = Outcome(
+                    200, body, metrics={"inference_time": inference_time}, output_keys=tuple(outputs.keys)
+                )
                 self._complete(entry.job, entry.item, outcome)
             except transient:
                 raise

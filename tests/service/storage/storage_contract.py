@@ -2,7 +2,7 @@
 once. Each backend's test module subclasses :class:`StorageContract` as ``TestStorageContract`` and
 provides a ``storage`` fixture: a fresh, empty storage.
 
-Checked here: round trips of bytes, content type and name; custom prefixes and empty files; unique,
+Checked here: round trips of bytes, content type and name; listing a prefix's older files; custom prefixes and empty files; unique,
 unguessable keys; caller-chosen key ids (each used once); sanitised stored names and content types; the
 key rules of ``validate_key`` on every method; delete (validates every key first, ignores missing ones,
 keeps other files); missing keys; concurrent puts; ``url_for`` (None, or a URL string). Backend-only
@@ -12,6 +12,7 @@ behaviour (local paths and sidecars, S3 metadata and presigned URLs, ...) stays 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -184,6 +185,24 @@ class StorageContract:
         assert storage.path(missing) is None
         assert_url_or_none(storage.url_for(missing))  # no request needed: may still be a URL
         storage.delete([missing])  # ignored
+
+    # -- stored_before (retention sweeps) ------------------------------------------------------------
+
+    def test_stored_before_lists_the_older_files_of_one_prefix(self, storage: Storage) -> None:
+        started = time.time()
+        uploads = [
+            storage.put(b"u", file_name=f"u{i}.png", content_type="image/png", prefix="uploads") for i in range(3)
+        ]
+        output = storage.put(b"o", file_name="o.png", content_type="image/png", prefix="outputs")
+        later = time.time() + 5
+        assert sorted(storage.stored_before("uploads", later)) == sorted(u.key for u in uploads)
+        assert storage.stored_before("outputs", later) == [output.key]
+        assert storage.stored_before("uploads", started - 60) == []  # all newer than that
+        assert storage.stored_before("uploadparts", later) == []  # a prefix never used
+        storage.delete(storage.stored_before("uploads", later))
+        assert storage.stored_before("uploads", later) == [] and storage.exists(output.key)
+        with pytest.raises(ValueError):
+            storage.stored_before("../etc", later)
 
     # -- delete -------------------------------------------------------------------------------------
 

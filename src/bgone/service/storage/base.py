@@ -142,6 +142,11 @@ class Storage(Protocol):
         """Name, content type and size of a stored file; None if absent."""
         ...
 
+    def stored_before(self, prefix: str, before: float) -> list[str]:
+        """The keys under ``prefix`` whose files were stored before ``before`` (epoch seconds): what a
+        retention sweep deletes. Files still being written are not listed."""
+        ...
+
     def url_for(self, key: str) -> str | None:
         """A URL clients can fetch the file from directly (e.g. a presigned S3 URL), or None when the
         service serves it itself under ``/files/{key}``."""

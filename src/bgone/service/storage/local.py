@@ -28,6 +28,8 @@ __all__ = ["META_NAME", "LocalStorage"]
 log = logging.getLogger(__name__)
 
 META_NAME = ".meta.json"
+
+
 class LocalStorage:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().resolve()
@@ -126,6 +128,19 @@ class LocalStorage:
             except OSError as exc:  # best effort: one undeletable file must not stop the cleanup
                 log.warning("could not delete stored file %s: %s", file, exc)
 
+    def stored_before(self, prefix: str, before: float) -> list[str]:
+        folder = self.root / validate_prefix(prefix)
+        keys = []
+        for directory in _entries(folder):
+            for file in _entries(directory):
+                # Hidden names are sidecars and temporary files; the data file appears last, by rename.
+                if file.name.startswith(".") or not file.is_file() or file.is_symlink():
+                    continue
+                with contextlib.suppress(OSError):
+                    if file.stat().st_mtime < before:
+                        keys.append(f"{folder.name}/{directory.name}/{file.name}")
+        return keys
+
     def url_for(self, key: str) -> str | None:
         """None: the service serves local files itself."""
         self._resolve(key)
@@ -142,6 +157,14 @@ class LocalStorage:
         meta = self._read_meta(file)
         ctype = meta.get("content_type") or mimetypes.guess_type(file.name)[0] or DEFAULT_CONTENT_TYPE
         return StoredFile(key=key, file_name=file.name, content_type=str(ctype), size=size)
+
+
+def _entries(directory: Path) -> list[Path]:
+    """The entries of ``directory``; none when it is missing (or is not a directory)."""
+    try:
+        return list(directory.iterdir())
+    except OSError:
+        return []
 
 
 def _rmdir_quiet(directory: Path) -> None:

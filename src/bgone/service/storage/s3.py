@@ -15,6 +15,7 @@ clients are thread-safe; sessions are not, so the session is used only under a l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mimetypes
 import threading
@@ -291,6 +292,18 @@ class S3Storage:
         if ctype in _UNKNOWN_CONTENT_TYPES:
             ctype = mimetypes.guess_type(file_name)[0] or DEFAULT_CONTENT_TYPE
         return StoredFile(key=key, file_name=file_name, content_type=ctype, size=int(head.get("ContentLength") or 0))
+
+    def stored_before(self, prefix: str, before: float) -> list[str]:
+        root = f"{self.prefix}/" if self.prefix else ""
+        listed = f"{root}{validate_prefix(prefix)}/"
+        keys = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=listed):
+            for item in page.get("Contents") or []:
+                key = item["Key"][len(root) :]
+                if item["LastModified"].timestamp() < before and key.count("/") == 2:
+                    with contextlib.suppress(ValueError):  # objects put there by others are not ours
+                        keys.append(validate_key(key))
+        return keys
 
     # -- extras -------------------------------------------------------------------------------
 
