@@ -10,6 +10,10 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,23 +120,77 @@ def lite_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+ONNX_EXPORT_TIMEOUT_S = 1200
+
+
+@dataclass
+class _BackgroundExport:
+    process: subprocess.Popen
+    folder: Path
+    output: Path
+    report: Path
+    log: Path
+
+
+def _start_lite_export() -> _BackgroundExport:
+    """``bgone export onnx`` of the seeded Swin-T (the same weights as ``lite_checkpoint``) in a subprocess.
+
+    The export takes about 3 minutes of one core (tracing and translation are single-threaded Python), so
+    the suite starts it as soon as it knows a test needs it and runs the other tests meanwhile."""
+    from safetensors.torch import save_file
+
+    folder = Path(tempfile.mkdtemp(prefix="bgone-onnx-export-"))
+    checkpoint, output = folder / "lite-seeded.safetensors", folder / "lite.onnx"
+    report, log = folder / "report.json", folder / "export.log"
+    save_file(seeded_state_dict(key_spec("swin_v1_t"), 1), str(checkpoint))
+    command = [sys.executable, "-m", "bgone.cli", "export", "onnx", str(checkpoint), "-o", str(output), "--json"]
+    command += ["--validate-size", "96x64", "--validate-size", "64x160"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "BGONE_MODEL_DIR": str(folder / "models")}
+    with open(report, "wb") as stdout, open(log, "wb") as stderr:
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
+    return _BackgroundExport(process, folder, output, report, log)
+
+
+def _onnx_extra_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnxscript", "onnx"))
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    if _onnx_extra_installed() and any("lite_onnx" in getattr(item, "fixturenames", ()) for item in items):
+        config.stash[_EXPORT_KEY] = _start_lite_export()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    export = session.config.stash.get(_EXPORT_KEY, None)
+    if export is not None:
+        if export.process.poll() is None:
+            export.process.kill()
+            export.process.wait()
+        shutil.rmtree(export.folder, ignore_errors=True)
+
+
+_EXPORT_KEY = pytest.StashKey[_BackgroundExport]()
+
+
 @pytest.fixture(scope="session")
-def lite_onnx(tmp_path_factory: pytest.TempPathFactory, lite_checkpoint: Path) -> tuple[Path, dict]:
-    """The seeded Swin-T exported once (through `bgone export onnx`, about 3 minutes on 2 cores), with the
-    command's JSON report. Needs the onnx extra; tests using it skip without onnxruntime."""
-    import json
-
-    from typer.testing import CliRunner
-
+def lite_onnx(request: pytest.FixtureRequest) -> tuple[Path, dict]:
+    """The seeded Swin-T exported once through `bgone export onnx`, with the command's JSON report. Started
+    in the background at collection (see :func:`_start_lite_export`); tests using it skip without the onnx
+    extra."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from bgone.cli import app
-
-    path = tmp_path_factory.mktemp("onnx") / "lite.onnx"
-    args = ["export", "onnx", str(lite_checkpoint), "-o", str(path), "--json"]
-    result = CliRunner().invoke(app, [*args, "--validate-size", "96x64", "--validate-size", "64x160"])
-    assert result.exit_code == 0, result.output
-    return path, json.loads(result.output)
+    export = request.config.stash.get(_EXPORT_KEY, None)
+    if export is None:  # collected without a test that needs it (e.g. a fixture requested dynamically)
+        export = request.config.stash[_EXPORT_KEY] = _start_lite_export()
+    try:
+        export.process.wait(timeout=ONNX_EXPORT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        export.process.kill()
+        pytest.fail(f"bgone export onnx took over {ONNX_EXPORT_TIMEOUT_S} s: {export.log.read_text()[-2000:]}")
+    assert export.process.returncode == 0, export.log.read_text(errors="replace")[-4000:]
+    return export.output, json.loads(export.report.read_text())
 
 
 def synthetic_photo(width: int = 150, height: int = 100, seed: int = 0) -> Image.Image:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -597,3 +598,23 @@ def test_the_retention_sweep_deletes_old_uploads_and_abandoned_parts(tmp_path: P
     assert worker.sweep_uploads(now) == 2
     assert not storage.exists(keys["old"]) and not storage.exists(part) and storage.exists(keys["new"])
     assert worker.sweep_uploads(now) == 0
+
+
+def test_metrics_count_a_proxied_request_once_as_the_route_that_answered(http: httpx.Client) -> None:
+    def counts() -> dict[tuple[str, str], float]:
+        text = http.get("/metrics", headers={"authorization": f"Key {KEY}"}).text
+        found: dict[tuple[str, str], float] = {}
+        for line in text.splitlines():
+            if line.startswith("bgone_http_request_seconds_count{"):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+                key = (labels["route"], labels["status"])
+                found[key] = found.get(key, 0) + float(line.rsplit(" ", 1)[1])
+        return found
+
+    before = counts()
+    assert proxied(http, "POST", f"https://fal.run{V2}", json={"image_url": png_data_uri(20, 10)}).status_code == 200
+    assert proxied(http, "POST", "https://evil.example/x", json={}).status_code == 400
+    after = counts()
+    grown = {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)}
+    assert grown.get((V2, "200")) == 1 and grown.get((PROXY, "400")) == 1
+    assert (PROXY, "200") not in grown

@@ -119,7 +119,8 @@ def create_app(
         response: Response = await call_next(request)
         # fal_client treats a 502-504 without this header as an ingress error and retries it.
         response.headers.setdefault("x-fal-request-id", secrets.token_hex(16))
-        metrics.observe_http(request, response.status_code, time.perf_counter() - started)
+        if not request.scope.get(proxy.DISPATCHED):  # counted once, as the route that answered
+            metrics.observe_http(request, response.status_code, time.perf_counter() - started)
         return response
 
     install_error_handlers(app, store.transient_errors)

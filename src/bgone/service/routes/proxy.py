@@ -29,10 +29,11 @@ from bgone.errors import ProxyTargetError
 from bgone.service.auth import require_key
 from bgone.service.proxy_targets import ProxyTarget, resolve_target
 
-__all__ = ["PROXY_PATH", "TARGET_HEADER", "dispatch", "router"]
+__all__ = ["DISPATCHED", "PROXY_PATH", "TARGET_HEADER", "dispatch", "router"]
 
 PROXY_PATH = "/api/fal/proxy"
 TARGET_HEADER = "x-fal-target-url"
+DISPATCHED = "bgone.proxy_dispatched"  # scope key: this proxy request was answered by a route of its own
 _DROPPED_HEADERS = {TARGET_HEADER.encode(), b"origin"}
 # The connection's own facts, kept for the dispatched request; the routing facts are replaced.
 _SCOPE_KEYS = ("type", "asgi", "http_version", "scheme", "server", "client", "root_path", "extensions", "state")
@@ -72,7 +73,9 @@ class _Dispatched(Response):
         self.target = target
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        await dispatch(scope["app"], inner_scope(scope, self.target), receive, send)
+        inner = inner_scope(scope, self.target)
+        scope[DISPATCHED] = True  # the route's own request is counted in the metrics; this one is not
+        await dispatch(scope["app"], inner, receive, send)
 
 
 async def fal_proxy(request: Request) -> Response:
