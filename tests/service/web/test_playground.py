@@ -4,14 +4,12 @@ images, and videos (tiny PyAV clips) through the Image / Video switch."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import re
 import shutil
-import socket
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,7 +23,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 uvicorn = pytest.importorskip("uvicorn")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/service/service_helpers.py
-from service_helpers import settings_for  # noqa: E402
+from service_helpers import live_server, settings_for  # noqa: E402
 
 from bgone.service.app import create_app  # noqa: E402
 from bgone.service.protocols.fal_schemas import BirefnetV2Input, BirefnetV2VideoInput, field_order  # noqa: E402
@@ -57,12 +55,6 @@ def video_file(path: Path, mime: str = "video/mp4") -> dict:
     return {"name": path.name, "mimeType": mime, "buffer": path.read_bytes()}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # -- fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
@@ -75,26 +67,13 @@ def browser() -> Iterator[object]:
 @pytest.fixture(scope="module")
 def make_server(tmp_path_factory: pytest.TempPathFactory, lite_checkpoint: Path) -> Iterator[Callable[..., str]]:
     """make_server(**settings) -> base URL of a real uvicorn-served bgone on 127.0.0.1."""
-    running: list[tuple[uvicorn.Server, threading.Thread]] = []
+    with contextlib.ExitStack() as servers:
 
-    def make(**overrides: object) -> str:
-        app = create_app(settings_for(tmp_path_factory.mktemp("web-data"), lite_checkpoint, **overrides))
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.time() + 20
-        while not server.started:
-            assert thread.is_alive() and time.time() < deadline, "the server did not start"
-            time.sleep(0.02)
-        running.append((server, thread))
-        return f"http://127.0.0.1:{port}"
+        def make(**overrides: object) -> str:
+            app = create_app(settings_for(tmp_path_factory.mktemp("web-data"), lite_checkpoint, **overrides))
+            return servers.enter_context(live_server(app))
 
-    yield make
-    for server, _ in running:
-        server.should_exit = True
-    for _, thread in running:
-        thread.join(10)
+        yield make
 
 
 @pytest.fixture(scope="module")
