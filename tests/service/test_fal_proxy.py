@@ -618,3 +618,25 @@ def test_metrics_count_a_proxied_request_once_as_the_route_that_answered(http: h
     grown = {key: after[key] - before.get(key, 0) for key in after if after[key] != before.get(key, 0)}
     assert grown.get((V2, "200")) == 1 and grown.get((PROXY, "400")) == 1
     assert (PROXY, "200") not in grown
+
+
+def test_under_a_path_prefix_the_proxy_and_its_urls_keep_the_prefix(tmp_path: Path, lite_checkpoint: Path) -> None:
+    """Behind a reverse proxy at ``/bg`` (``root_path``): routes dispatched under the prefix, URLs naming it."""
+    from fastapi.testclient import TestClient
+
+    app = create_app(settings_for(tmp_path / "data", lite_checkpoint))
+    with TestClient(app, root_path="/bg") as client:
+        run = client.post(
+            f"/bg{PROXY}", headers={"x-fal-target-url": f"https://fal.run{V2}"}, json={"image_url": png_data_uri(20, 10)}
+        )
+        assert run.status_code == 200, run.text
+        assert run.json()["image"]["url"].startswith("http://testserver/bg/files/outputs/")
+        upload = client.post(
+            f"/bg{PROXY}",
+            headers={"x-fal-target-url": "https://rest.fal.ai/storage/upload/initiate"},
+            json={"content_type": "image/png", "file_name": "a.png"},
+        ).json()
+        assert upload["upload_url"].startswith("http://testserver/bg/storage/upload/")
+        put = client.put(upload["upload_url"].removeprefix("http://testserver"), content=png_bytes(20, 10))
+        assert put.status_code == 200 and put.json() == {"file_url": upload["file_url"]}
+        assert client.get(upload["file_url"].removeprefix("http://testserver")).content == png_bytes(20, 10)
