@@ -198,3 +198,91 @@ def test_a_video_through_an_api_node_a_redis_worker_and_s3(cluster: Cluster, tmp
         video = httpx.get(result[key]["url"], timeout=30)
         assert video.status_code == 200 and video.headers["content-type"] == "video/webm"
         assert video.content[:4] == b"\x1a\x45\xdf\xa3"  # an EBML (WebM) file
+
+
+def test_nodes_sharing_configured_keys_accept_each_others_upload_urls_and_webhooks(cluster: Cluster) -> None:
+    """With BGONE_WEBHOOK_SIGNING_KEYS on every node (docs/deployment.md): an upload URL issued by one API
+    node takes the bytes on another (S3 behind them), and a webhook a worker signs verifies against the JWKS
+    of any API node."""
+    import hashlib
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import urlsplit
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from bgone.service.signing import SigningKey, b64url_decode
+
+    cluster.env["BGONE_WEBHOOK_SIGNING_KEYS"] = SigningKey.generate().seed
+    a, b = cluster.start_api("api-a"), cluster.start_api("api-b")
+    cluster.start_worker("worker-1")
+    jwks = httpx.get(f"{a}/.well-known/jwks.json", timeout=10).json()
+    assert jwks == httpx.get(f"{b}/.well-known/jwks.json", timeout=10).json() and len(jwks["keys"]) == 1
+
+    def on(base: str, url: str) -> str:  # the same URL, sent to another node
+        parts = urlsplit(url)
+        return f"{base}{parts.path}?{parts.query}" if parts.query else f"{base}{parts.path}"
+
+    def proxied(base: str, target: str, body: dict) -> httpx.Response:
+        return httpx.post(f"{base}/api/fal/proxy", headers={"x-fal-target-url": target}, json=body, timeout=60)
+
+    photo = io.BytesIO()
+    synthetic_photo(48, 32).save(photo, "PNG")
+    data = photo.getvalue()
+    # One PUT: initiated on A, the bytes sent to B.
+    single = proxied(
+        a, "https://rest.fal.ai/storage/upload/initiate", {"content_type": "image/png", "file_name": "a.png"}
+    )
+    assert httpx.put(on(b, single.json()["upload_url"]), content=data, timeout=30).status_code == 200
+    # Parts on both nodes, completed on A.
+    multi = proxied(b, "https://rest.fal.ai/storage/upload/initiate-multipart", {"content_type": "image/png"}).json()
+    half = len(data) // 2
+    upload_url = urlsplit(multi["upload_url"])
+    parts = [
+        httpx.put(f"{base}{upload_url.path}/{n}?{upload_url.query}", content=chunk, timeout=30).json()
+        for n, base, chunk in ((1, a, data[:half]), (2, b, data[half:]))
+    ]
+    done = httpx.post(f"{a}{upload_url.path}/complete?{upload_url.query}", json={"parts": parts}, timeout=30)
+    assert done.status_code == 200, done.text
+
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+        for uploaded in (single.json()["file_url"], done.json()["file_url"]):
+            job = httpx.post(
+                f"{b}/queue/fal-ai/birefnet/v2", params={"fal_webhook": hook}, json={"image_url": uploaded}, timeout=30
+            ).json()
+            result = wait_done(a, job["request_id"])
+            assert "error" not in result or not result["error"], result
+        deadline = time.time() + 60
+        while len(received) < 2 and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        receiver.shutdown()
+    assert len(received) == 2
+    public = Ed25519PublicKey.from_public_bytes(b64url_decode(jwks["keys"][0]["x"]))
+    for headers, body in received:
+        assert json.loads(body)["status"] == "OK" and json.loads(body)["payload"]["image"]["width"] == 48
+        message = "\n".join(
+            [
+                headers["x-fal-webhook-request-id"],
+                headers["x-fal-webhook-user-id"],
+                headers["x-fal-webhook-timestamp"],
+                hashlib.sha256(body).hexdigest(),
+            ]
+        ).encode()
+        public.verify(bytes.fromhex(headers["x-fal-webhook-signature"]), message)  # raises if forged
