@@ -136,7 +136,7 @@ def _start_lite_export() -> _BackgroundExport:
     """``bgone export onnx`` of the seeded Swin-T (the same weights as ``lite_checkpoint``) in a subprocess.
 
     The export takes about 3 minutes of one core (tracing and translation are single-threaded Python), so
-    the suite starts it as soon as it knows a test needs it and runs the other tests meanwhile."""
+    the suite runs other tests meanwhile."""
     from safetensors.torch import save_file
 
     folder = Path(tempfile.mkdtemp(prefix="bgone-onnx-export-"))
@@ -157,8 +157,22 @@ def _onnx_extra_installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnxscript", "onnx"))
 
 
+def _uses_export(item: pytest.Item) -> bool:
+    return "lite_onnx" in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
-    if _onnx_extra_installed() and any("lite_onnx" in getattr(item, "fixturenames", ()) for item in items):
+    """The tests of the exported graph run last, so that the export (started with the service tests, whose
+    servers and subprocesses leave a core idle more often than the model tests do) is done by then."""
+    if _onnx_extra_installed() and any(_uses_export(item) for item in items):
+        items[:] = [item for item in items if not _uses_export(item)] + [item for item in items if _uses_export(item)]
+        config.stash[_WANTS_EXPORT_KEY] = True
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    config = item.config
+    wanted = config.stash.get(_WANTS_EXPORT_KEY, False) and _EXPORT_KEY not in config.stash
+    if wanted and (_SERVICE_TESTS in item.path.parents or _uses_export(item)):
         config.stash[_EXPORT_KEY] = _start_lite_export()
 
 
@@ -172,13 +186,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _EXPORT_KEY = pytest.StashKey[_BackgroundExport]()
+_WANTS_EXPORT_KEY = pytest.StashKey[bool]()
+_SERVICE_TESTS = Path(__file__).resolve().parent / "service"
 
 
 @pytest.fixture(scope="session")
 def lite_onnx(request: pytest.FixtureRequest) -> tuple[Path, dict]:
     """The seeded Swin-T exported once through `bgone export onnx`, with the command's JSON report. Started
-    in the background at collection (see :func:`_start_lite_export`); tests using it skip without the onnx
-    extra."""
+    in the background when the service tests begin (see :func:`_start_lite_export`); tests using it skip
+    without the onnx extra."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     export = request.config.stash.get(_EXPORT_KEY, None)
