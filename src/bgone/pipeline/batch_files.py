@@ -247,15 +247,15 @@ def run_jobs(
                 writes.append((job, pool.submit(_write, job, result, fmt)))
             writes = _collect(writes, summary, report_failure, on_progress, wait=False)
         _collect(writes, summary, report_failure, on_progress, wait=True)
+    encoding = video_encoding or VideoEncoding()
     for job in videos:
-        try:
-            _run_video(job, remover, options, video_encoding or VideoEncoding(), on_video_progress)
-        except Exception as exc:
-            report_failure(job, exc)
-        else:
-            summary.done.append(job)
-            if on_progress:
-                on_progress(job, "done")
+        _settle(
+            job,
+            lambda job=job: _run_video(job, remover, options, encoding, on_video_progress),
+            summary,
+            report_failure,
+            on_progress,
+        )
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -295,12 +295,23 @@ def _collect(
         if not wait and not future.done():
             pending.append((job, future))
             continue
-        try:
-            future.result()
-        except Exception as exc:
-            report_failure(job, exc)
-        else:
-            summary.done.append(job)
-            if on_progress:
-                on_progress(job, "done")
+        _settle(job, future.result, summary, report_failure, on_progress)
     return pending
+
+
+def _settle(
+    job: Job,
+    finish: Callable[[], object],
+    summary: Summary,
+    report_failure: Callable[[Job, BaseException], None],
+    on_progress: Callable[[Job, str], None] | None,
+) -> None:
+    """Run a job's last step: a failure is reported, a success counted as done and announced."""
+    try:
+        finish()
+    except Exception as exc:
+        report_failure(job, exc)
+    else:
+        summary.done.append(job)
+        if on_progress:
+            on_progress(job, "done")
